@@ -1,0 +1,64 @@
+"""Fused epilogues: what happens to an s32 accumulator before it leaves the kernel.
+
+``FP32``:  dequantize with the zero-point correction folded in, add bias:
+           ``y = (acc - corr[n]) * scale[n] + bias[n]`` where ``scale = s_x * s_w[n]`` and
+           ``corr = zp_x * sum_k W[n, k]`` (so u8 activations need no zero-point subtraction inside)
+``GELU``:  ``FP32`` then exact (erf) GELU, as BERT uses
+``U8``:    ``GELU`` or ``FP32`` result requantized for the next int8 layer:
+           ``clip(round(y / s_out) + zp_out, 0, 255)``; ``qout = [1 / s_out, zp_out]``
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+
+class Epilogue(str, enum.Enum):
+    S32 = "s32"  # raw accumulator: exact, for tests and for callers that rescale themselves
+    FP32 = "fp32"
+    GELU = "gelu"
+    U8 = "u8"  # dequant + bias, requantized
+    GELU_U8 = "gelu_u8"
+
+    @property
+    def dequantizes(self) -> bool:
+        return self is not Epilogue.S32
+
+    @property
+    def has_gelu(self) -> bool:
+        return self in (Epilogue.GELU, Epilogue.GELU_U8)
+
+    @property
+    def requantizes(self) -> bool:
+        return self in (Epilogue.U8, Epilogue.GELU_U8)
+
+    @property
+    def out_dtype(self) -> str:
+        return {"s32": "int32", "fp32": "float32", "gelu": "float32"}.get(self.value, "uint8")
+
+    def arg_names(self) -> list[str]:
+        """Names of the epilogue's own arguments, in signature order."""
+        return (["scale", "corr", "bias"] if self.dequantizes else []) + (
+            ["qout"] if self.requantizes else []
+        )
+
+
+def gelu(v: tirx.PrimExpr) -> tirx.PrimExpr:
+    return v * T.float32(0.5) * (T.float32(1.0) + T.erf(v * T.float32(1.0 / math.sqrt(2.0))))
+
+
+def apply(epilogue: Epilogue, acc: tirx.PrimExpr, n: tirx.PrimExpr, bufs: dict) -> tirx.PrimExpr:
+    """The epilogue's value for accumulator ``acc`` of output channel ``n``."""
+    if not epilogue.dequantizes:
+        return acc
+    v = T.cast(acc - bufs["corr"][n], "float32") * bufs["scale"][n] + bufs["bias"][n]
+    if epilogue.has_gelu:
+        v = gelu(v)
+    if epilogue.requantizes:
+        q = T.round(v * bufs["qout"][0]) + bufs["qout"][1]
+        v = T.cast(T.max(T.min(q, T.float32(255.0)), T.float32(0.0)), "uint8")
+    return v

@@ -1,0 +1,66 @@
+"""VNNI tensor intrinsics for the 4x1 block-sparse kernel.
+
+``vpdpbusd acc, a, b`` adds, per 32-bit lane, the dot product of 4 unsigned bytes of ``a`` with 4
+signed bytes of ``b``. The 4x1 sparse kernel puts 16 *tokens* on the lanes (u8 activations, the
+vector operand) and broadcasts the 4 *weights* of one output channel (s8) to every lane: the
+opposite roles of TVM's built-in ``dot_16x4_vnni``. LLVM 17+ types the intrinsic's byte operands as
+``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification). One gathered activation tile feeds the 4 output
+channels of a block row: 1 byte shuffle, 4 ``vpdpbusd``.
+"""
+
+from __future__ import annotations
+
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
+
+SPARSE_VNNI_INTRIN = "tvm_sparse_vnni_4x16x4"
+# interleave 4 gathered rows of 16 tokens ([k][token]) into [token][k], the lane layout of vpdpbusd
+_INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
+
+
+@T.prim_func(s_tir=True)
+def _sparse_vnni_desc(
+    G: T.Buffer((4, 16), "uint8", offset_factor=1),
+    W: T.Buffer((4, 4), "int8", offset_factor=1),
+    C: T.Buffer((4, 16), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:4, 0:16], G[0:4, 0:16], W[0:4, 0:4])
+        T.writes(C[0:4, 0:16])
+        for o, i, j in T.grid(4, 16, 4):
+            with T.sblock("update"):
+                vo, vi, vj = T.axis.remap("SSR", [o, i, j])
+                C[vo, vi] = C[vo, vi] + T.cast(G[vj, vi], "int32") * T.cast(W[vo, vj], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _sparse_vnni_impl(a: T.handle, w: T.handle, c: T.handle) -> None:
+    gs = T.int32()
+    ws = T.int32()
+    cs = T.int32()
+    G = T.match_buffer(a, (4, 16), "uint8", offset_factor=1, strides=[gs, 1])
+    W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
+    C = T.match_buffer(c, (4, 16), "int32", offset_factor=1, strides=[cs, 1])
+    with T.sblock("root"):
+        T.reads(C[0:4, 0:16], G[0:4, 0:16], W[0:4, 0:4])
+        T.writes(C[0:4, 0:16])
+        # the shuffle is written inline, not bound to a name: TVMScript makes an assigned name a
+        # mutable local, which lowers to a heap workspace per call (LLVM CSEs the 4 copies)
+        for o in T.unroll(4):
+            C[o, T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([o, 0], "int32x16"),
+                T.Shuffle(
+                    [G.vload([0, 0], "uint8x16"), G.vload([1, 0], "uint8x16"),
+                     G.vload([2, 0], "uint8x16"), G.vload([3, 0], "uint8x16")],
+                    [T.int32(i) for i in _INTERLEAVE],
+                ),
+                T.reinterpret(
+                    T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
+                    dtype="int8x64",
+                ),
+                dtype="int32x16",
+            )
+
+
+TensorIntrin.register(SPARSE_VNNI_INTRIN, _sparse_vnni_desc, _sparse_vnni_impl, override=True)

@@ -1,0 +1,110 @@
+"""Block-sparse int8 GEMM ``Y[M, N] = X[M, K] @ W^T`` as a TensorIR compute definition.
+
+What is computed, not how: the schedule (``tvm_sparse.schedule``) decides tiling, order and the
+VNNI tensorization. Stages, in order:
+
+  transpose  XT[k, m]            tokens become the contiguous axis (the VNNI lanes); M is
+                                 zero-padded to a multiple of 16 so any M works
+  gather     G[r, t, j, m]       the 4 activation rows tile t of block row r needs
+  spmm       acc[r, o, m]        sum over tiles of G x the tile's 4x4 weights (u8 x s8 -> s32)
+  epilogue   Y[m, n]             s32 as is, or dequantized (+ bias, + GELU), or requantized to u8
+
+The tile loop ``t`` is written with the static bound ``ceil(K/4)`` (the most tiles a block row can
+hold) so the block bindings stay affine; ``schedule.narrow_tile_loops`` replaces it with the row's
+real tile count before build. The number of tiles is a symbolic buffer dimension, so one compiled
+schedule serves every weight of the same shape, whatever its nonzero pattern.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from . import epilogue as ep
+from .epilogue import Epilogue
+from .signature import keep_params
+
+LANES = 16  # tokens per vpdpbusd
+
+
+def padded_m(m: int) -> int:
+    return -(-m // LANES) * LANES
+
+
+def sparse_int8(
+    m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False
+) -> tirx.PrimFunc:
+    """The block-sparse int8 linear layer for X[m, k] and a 4x1-sparse W[n, k].
+
+    ``transposed=True`` is the layout that chained sparse layers keep (as the Intel engine does):
+    ``XT[k, mp] -> YT[n, mp]`` with ``mp`` = m rounded up to 16, tokens contiguous, no transposes.
+    """
+    mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
+    out_dtype = epilogue.out_dtype
+    m_valid = mp if transposed else m
+    x_shape, y_shape = ((k, mp), (n, mp)) if transposed else ((m, k), (m, n))
+
+    @T.prim_func(s_tir=True)
+    def func(
+        x: T.handle, indptr: T.handle, indices: T.handle, values: T.handle,
+        scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle, y: T.handle,
+    ) -> None:
+        T.func_attr({
+            "tirx.noalias": True, "tvm_sparse.tile_bound": tmax, "tvm_sparse.block_rows": nb,
+            "tvm_sparse.transposed": transposed,
+        })
+        nt = T.int32()
+        X = T.match_buffer(x, x_shape, "uint8")
+        Indptr = T.match_buffer(indptr, (nb + 1,), "int32")
+        Indices = T.match_buffer(indices, (nt, 4), "int32")
+        Values = T.match_buffer(values, (nt, 4, 4), "int8")
+        Scale = T.match_buffer(scale, (n,), "float32")
+        Corr = T.match_buffer(corr, (n,), "int32")
+        Bias = T.match_buffer(bias, (n,), "float32")
+        Qout = T.match_buffer(qout, (2,), "float32")
+        Y = T.match_buffer(y, y_shape, out_dtype)
+        XT = T.sblock_alloc_buffer((k, mp), "uint8")
+        G = T.sblock_alloc_buffer((nb, tmax, 4, mp), "uint8")
+        acc = T.sblock_alloc_buffer((nb, 4, mp), "int32")
+        for kk, mm in T.grid(k, mp):
+            with T.sblock("transpose"):
+                vk, vm = T.axis.remap("SS", [kk, mm])
+                if transposed:
+                    XT[vk, vm] = X[vk, vm]
+                else:
+                    XT[vk, vm] = T.if_then_else(vm < m, X[T.min(vm, m - 1), vk], T.uint8(0))
+        for r, t, j, mm in T.grid(nb, tmax, 4, mp):
+            with T.sblock("gather"):
+                vr, vt, vj, vm = T.axis.remap("SSSS", [r, t, j, mm])
+                T.reads(XT[0:k, vm], Indices[Indptr[vr] + vt, vj])
+                T.writes(G[vr, vt, vj, vm])
+                G[vr, vt, vj, vm] = XT[Indices[Indptr[vr] + vt, vj], vm]
+        for r, t, o, mm, j in T.grid(nb, tmax, 4, mp, 4):
+            with T.sblock("spmm"):
+                vr, vt, vo, vm, vj = T.axis.remap("SRSSR", [r, t, o, mm, j])
+                T.reads(G[vr, vt, vj, vm], Values[Indptr[vr] + vt, vo, vj])
+                T.writes(acc[vr, vo, vm])
+                with T.init():
+                    acc[vr, vo, vm] = 0
+                acc[vr, vo, vm] = acc[vr, vo, vm] + T.cast(G[vr, vt, vj, vm], "int32") * T.cast(
+                    Values[Indptr[vr] + vt, vo, vj], "int32"
+                )
+        for r, o, mm in T.grid(nb, 4, mp):
+            with T.sblock("epilogue"):
+                vr, vo, vm = T.axis.remap("SSS", [r, o, mm])
+                T.where(mm < m_valid and r * 4 + o < n)
+                if transposed:
+                    Y[vr * 4 + vo, vm] = ep.apply(
+                        epilogue, acc[vr, vo, vm], vr * 4 + vo, bufs(Scale, Corr, Bias, Qout)
+                    )
+                else:
+                    Y[vm, vr * 4 + vo] = ep.apply(
+                        epilogue, acc[vr, vo, vm], vr * 4 + vo, bufs(Scale, Corr, Bias, Qout)
+                    )
+
+    names = ["X", "Indptr", "Indices", "Values"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
+    return keep_params(func, names)
+
+
+def bufs(scale, corr, bias, qout) -> dict:
+    return {"scale": scale, "corr": corr, "bias": bias, "qout": qout}

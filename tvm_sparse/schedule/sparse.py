@@ -1,0 +1,85 @@
+"""Schedules of the block-sparse kernels: the design space MetaSchedule searches.
+
+One function per structural choice (a Python ``if`` on a sampled value would not replay from a
+trace). Sampled knobs: the token tile (how many 16-token VNNI vectors share one gathered tile and one
+weight broadcast) and the unroll depth. Shared steps:
+
+  spmm      loops (r, t, o, m, j) -> (r, mo, t, mc, o, m16, j); (o, m16, j) becomes one call of the
+            4x16x4 VNNI intrinsic; the reduction is split off before the tile loop
+  gather    computed inside the tile loop into a [4, tile] scratch (a vectorized row copy: an index
+            containing a load cannot be tensorized, and gathering straight into the interleaved lane
+            layout makes LLVM extract bytes one by one)
+  epilogue  computed per (row, token tile) while the accumulators are hot
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+from ..kernels.intrin import SPARSE_VNNI_INTRIN
+
+Schedule = s_tir.Schedule
+
+
+def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
+    """``knobs`` fixes the sampled decisions (``token_vectors``, ``unroll``): the untuned default."""
+    knobs = knobs or {}
+    spmm = sch.get_sblock("spmm")
+    r, t, o, m, j = sch.get_loops(spmm)
+    m_outer, m16 = sch.split(m, [None, 16])
+    vectors = knobs.get("token_vectors")
+    extent = int(sch.get(m_outer).extent)
+    decision = None if vectors is None else [extent // vectors, vectors]
+    mo, mc = sch.split(
+        m_outer, sch.sample_perfect_tile(m_outer, n=2, max_innermost_factor=8, decision=decision)
+    )
+    outer = [r, mo] if rows_outer else [mo, r]
+    sch.reorder(*outer, t, mc, o, m16, j)
+    fused = sch.fuse(*outer)
+    sch.parallel(fused)
+
+    gather = sch.get_sblock("gather")
+    sch.compute_at(gather, t)
+    sch.vectorize(sch.fuse(*sch.get_loops(gather)[-2:][1:]))
+
+    transposed = bool(sch.mod["main"].attrs["tvm_sparse.transposed"])
+    epilogue = sch.get_sblock("epilogue")
+    sch.reverse_compute_at(epilogue, fused)
+    e_o, e_m = sch.get_loops(epilogue)[-2:]
+    if transposed:  # YT[n, m]: tokens are contiguous
+        sch.vectorize(sch.split(e_m, [None, 16])[1])
+    else:  # Y[m, n]: a block row's 4 channels are contiguous
+        sch.reorder(e_m, e_o)
+        sch.vectorize(e_o)
+
+    sch.decompose_reduction(spmm, t)
+    sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN)
+    unrolls = [0, 16, 64]
+    unroll = sch.sample_categorical(
+        unrolls, [0.2, 0.4, 0.4], decision=unrolls.index(knobs["unroll"]) if "unroll" in knobs else None
+    )
+    sch.annotate(fused, "pragma_auto_unroll_max_step", unroll)
+    sch.annotate(fused, "pragma_unroll_explicit", 1)
+
+    transpose = sch.get_sblock("transpose")
+    if transposed:  # the input already is XT: read it in place
+        sch.compute_inline(transpose)
+    else:
+        tk, tm = sch.get_loops(transpose)
+        sch.parallel(tk)
+        sch.vectorize(tm)
+
+
+def rows_outer(sch: Schedule, knobs: dict | None = None) -> Schedule:
+    """Block rows outermost: a row's weights stay in L1 across every token tile."""
+    _common(sch, rows_outer=True, knobs=knobs)
+    return sch
+
+
+def tokens_outer(sch: Schedule, knobs: dict | None = None) -> Schedule:
+    """Token tiles outermost: a [K, tile] activation slab stays in cache across every row."""
+    _common(sch, rows_outer=False, knobs=knobs)
+    return sch
+
+
+SKETCHES = (rows_outer, tokens_outer)
