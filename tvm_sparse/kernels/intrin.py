@@ -3,8 +3,8 @@
 ``vpdpbusd acc, a, b`` adds, per 32-bit lane, the dot product of 4 unsigned bytes of ``a`` with 4
 signed bytes of ``b``. The 4x1 sparse kernel puts 16 *tokens* on the lanes (u8 activations, the
 vector operand) and broadcasts the 4 *weights* of one output channel (s8) to every lane: the
-opposite roles of TVM's built-in ``dot_16x4_vnni``. LLVM 17+ types the intrinsic's byte operands as
-``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification). One gathered activation tile feeds the 4 output
+opposite roles of TVM's built-in ``dot_16x4_vnni``. LLVM 17+ types the intrinsic's byte
+operands as ``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification). One gathered activation tile feeds the 4 output
 channels of a block row: 1 byte shuffle, 4 ``vpdpbusd``.
 """
 
@@ -64,3 +64,44 @@ def _sparse_vnni_impl(a: T.handle, w: T.handle, c: T.handle) -> None:
 
 
 TensorIntrin.register(SPARSE_VNNI_INTRIN, _sparse_vnni_desc, _sparse_vnni_impl, override=True)
+
+
+# TVM's built-in dense intrinsic (16 output channels x 4 bytes of K, one broadcast u8 activation
+# quad), repaired: LLVM now types vpdpbusd's byte operands as <64 x i8>. Registered under our own
+# name: TVM's module registers the broken one under its name on import (30 s, and a clash), and
+# the dense design space names this intrinsic explicitly.
+DENSE_VNNI_INTRIN = "tvm_sparse_dense_vnni_16x4"
+@T.prim_func(s_tir=True)
+def _dense_vnni_desc(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        for i, k in T.grid(16, 4):
+            with T.sblock("update"):
+                vi, vk = T.axis.remap("SR", [i, k])
+                C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _dense_vnni_impl(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+            C.vload([0], dtype="int32x16"),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="uint8x64"),
+            B.vload([0, 0], dtype="int8x64"),
+            dtype="int32x16",
+        )
+
+
+TensorIntrin.register(DENSE_VNNI_INTRIN, _dense_vnni_desc, _dense_vnni_impl, override=True)

@@ -89,18 +89,15 @@ def sparse_int8(
                 acc[vr, vo, vm] = acc[vr, vo, vm] + T.cast(G[vr, vt, vj, vm], "int32") * T.cast(
                     Values[Indptr[vr] + vt, vo, vj], "int32"
                 )
-        for r, o, mm in T.grid(nb, 4, mp):
+        # over the valid outputs only: reverse_compute_at drops a block predicate, so the bounds are
+        # the loop extents (it derives its own predicates from them)
+        for nn, mm in T.grid(n, m_valid):
             with T.sblock("epilogue"):
-                vr, vo, vm = T.axis.remap("SSS", [r, o, mm])
-                T.where(mm < m_valid and r * 4 + o < n)
+                vn, vm = T.axis.remap("SS", [nn, mm])
                 if transposed:
-                    Y[vr * 4 + vo, vm] = ep.apply(
-                        epilogue, acc[vr, vo, vm], vr * 4 + vo, bufs(Scale, Corr, Bias, Qout)
-                    )
+                    Y[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, bufs(Scale, Corr, Bias, Qout))
                 else:
-                    Y[vm, vr * 4 + vo] = ep.apply(
-                        epilogue, acc[vr, vo, vm], vr * 4 + vo, bufs(Scale, Corr, Bias, Qout)
-                    )
+                    Y[vm, vn] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, bufs(Scale, Corr, Bias, Qout))
 
     names = ["X", "Indptr", "Indices", "Values"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
     return keep_params(func, names)

@@ -44,16 +44,23 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
 
     transposed = bool(sch.mod["main"].attrs["tvm_sparse.transposed"])
     epilogue = sch.get_sblock("epilogue")
-    sch.reverse_compute_at(epilogue, fused)
-    e_o, e_m = sch.get_loops(epilogue)[-2:]
+    sch.reverse_compute_at(epilogue, fused, preserve_unit_loops=True)
+    e_n, e_m = sch.get_loops(epilogue)[-2:]
     if transposed:  # YT[n, m]: tokens are contiguous
         sch.vectorize(sch.split(e_m, [None, 16])[1])
     else:  # Y[m, n]: a block row's 4 channels are contiguous
-        sch.reorder(e_m, e_o)
-        sch.vectorize(e_o)
+        sch.reorder(e_m, e_n)
+        sch.unroll(e_n)
 
-    sch.decompose_reduction(spmm, t)
-    sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN)
+    if _is_int8(sch):
+        sch.decompose_reduction(spmm, t)
+        sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN)
+    else:  # fp32: 16 tokens fill a register; each of the tile's 16 weights is one broadcast FMA
+        sch.reorder(o, j, m16)
+        sch.vectorize(m16)  # before decompose_reduction: vectorize wants the sole writer of acc
+        sch.unroll(o)
+        sch.unroll(j)
+        sch.decompose_reduction(spmm, t)
     unrolls = [0, 16, 64]
     unroll = sch.sample_categorical(
         unrolls, [0.2, 0.4, 0.4], decision=unrolls.index(knobs["unroll"]) if "unroll" in knobs else None
@@ -68,6 +75,10 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
         tk, tm = sch.get_loops(transpose)
         sch.parallel(tk)
         sch.vectorize(tm)
+
+
+def _is_int8(sch: Schedule) -> bool:
+    return sch.get(sch.get_sblock("gather")).writes[0].source.dtype == "uint8"
 
 
 def rows_outer(sch: Schedule, knobs: dict | None = None) -> Schedule:

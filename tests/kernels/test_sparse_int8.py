@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from tests.kernels.util import build, run
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.kernels.epilogue import Epilogue
+from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
+from tvm_sparse.schedule.sparse import rows_outer, tokens_outer
+
+
+def _case(m, k, n, sparsity, seed=0):
+    rng = np.random.default_rng(seed)
+    w = bsr4x1.prune(rng.integers(-128, 128, (n, k), dtype=np.int8), sparsity)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    return x, w, x.astype(np.int32) @ w.astype(np.int32).T
+
+
+def _transposed(x):
+    m, k = x.shape
+    xt = np.zeros((k, padded_m(m)), np.uint8)
+    xt[:, :m] = x.T
+    return xt
+
+
+@pytest.mark.parametrize("m,k,n,sparsity", [
+    (128, 256, 256, 0.9), (128, 768, 768, 0.7), (16, 64, 64, 0.0), (1, 64, 32, 0.5),
+    (37, 96, 64, 0.8), (100, 128, 40, 0.99), (200, 64, 20, 0.9), (64, 33, 18, 0.6),
+])
+@pytest.mark.parametrize("sketch", [rows_outer, tokens_outer])
+def test_exact_int32(m, k, n, sparsity, sketch, target):
+    x, w, ref = _case(m, k, n, sparsity)
+    p = bsr4x1.pack(w)
+    lib = build(sparse_int8(m, k, n), sketch, {"token_vectors": 1, "unroll": 16}, target)
+    assert np.array_equal(run(lib, x, p.indptr, p.indices, p.values, np.zeros((m, n), np.int32)), ref)
+
+
+@pytest.mark.parametrize("vectors", [1, 2, 4, 8])
+def test_exact_transposed_layout_all_token_tiles(vectors, target):
+    m, k, n = 128, 192, 96
+    x, w, ref = _case(m, k, n, 0.85, seed=vectors)
+    p = bsr4x1.pack(w)
+    lib = build(sparse_int8(m, k, n, transposed=True), rows_outer, {"token_vectors": vectors, "unroll": 64}, target)
+    out = run(lib, _transposed(x), p.indptr, p.indices, p.values, np.zeros((n, m), np.int32))
+    assert np.array_equal(out.T, ref)
+
+
+def test_empty_and_fully_dense_block_rows(target):
+    m, k, n = 48, 64, 16
+    x, w, _ = _case(m, k, n, 0.0)
+    w[0:4] = 0  # an empty block row
+    w[8:12, ::3] = 0  # a partial one; rows 4-7 and 12-15 stay fully dense
+    ref = x.astype(np.int32) @ w.astype(np.int32).T
+    p = bsr4x1.pack(w)
+    assert p.indptr[1] == 0
+    lib = build(sparse_int8(m, k, n), rows_outer, {"token_vectors": 1, "unroll": 0}, target)
+    assert np.array_equal(run(lib, x, p.indptr, p.indices, p.values, np.zeros((m, n), np.int32)), ref)
+
+
+def test_results_are_wrong_without_narrowing(target):
+    """The static tile bound alone runs rows into their neighbours' tiles: narrowing is required."""
+    m, k, n = 32, 64, 32
+    x, w, ref = _case(m, k, n, 0.5)
+    p = bsr4x1.pack(w)
+    # pad the tile arrays so the un-narrowed loop stays in bounds and computes (wrong) sums
+    extra = 16 * (k // 4)
+    idx = np.concatenate([p.indices, np.zeros((extra, 4), np.int32)])
+    val = np.concatenate([p.values, np.ones((extra, 4, 4), np.int8)])
+    lib = build(sparse_int8(m, k, n), rows_outer, {"token_vectors": 1, "unroll": 0}, target, narrow=False)
+    assert not np.array_equal(run(lib, x, p.indptr, idx, val, np.zeros((m, n), np.int32)), ref)
+
+
+def _erf(v):
+    # numpy has no erf: Abramowitz-Stegun 7.1.26 is 1.5e-7 accurate, far inside the tolerance
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(v))
+    poly = (((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    y = 1.0 - poly * t * np.exp(-v * v)
+    return np.sign(v) * y
+
+
+@pytest.mark.parametrize("epilogue", [Epilogue.FP32, Epilogue.GELU, Epilogue.U8, Epilogue.GELU_U8])
+def test_fused_epilogues(epilogue, target):
+    m, k, n = 40, 128, 64
+    rng = np.random.default_rng(1)
+    x, w, acc = _case(m, k, n, 0.8)
+    zp, sx = 7, 0.02
+    sw = rng.uniform(0.001, 0.01, n).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    scale = (sx * sw).astype(np.float32)
+    corr = (zp * w.astype(np.int32).sum(axis=1)).astype(np.int32)
+    ref = (acc - corr).astype(np.float32) * scale + bias  # = dequant(x - zp) @ dequant(w)^T + bias
+    if epilogue.has_gelu:
+        ref = 0.5 * ref * (1 + _erf(ref / np.sqrt(2)))
+    args = [scale, corr, bias]
+    if epilogue.requantizes:
+        s_out, zp_out = 0.05, 10
+        qout = np.array([1 / s_out, zp_out], np.float32)
+        ref = np.clip(np.round(ref / s_out) + zp_out, 0, 255)
+        args.append(qout)
+    p = bsr4x1.pack(w)
+    lib = build(sparse_int8(m, k, n, epilogue), rows_outer, {"token_vectors": 1, "unroll": 16}, target)
+    out = run(lib, x, p.indptr, p.indices, p.values, *args, np.zeros((m, n), epilogue.out_dtype))
+    if epilogue.requantizes:
+        assert np.abs(out.astype(np.int32) - ref).max() <= 1  # rounding at exact .5 ties may differ
+    else:
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_vpdpbusd_in_assembly(target):
+    lib = build(sparse_int8(128, 256, 256, transposed=True), rows_outer, {"token_vectors": 2, "unroll": 0}, target)
+    asm = lib.inspect_source("asm")
+    assert "vpdpbusd" in asm
+    # silent slowdowns the notes warn about: byte-by-byte extraction, per-call heap scratch
+    assert "vpextrb" not in asm
+    assert "TVMBackendAllocWorkspace@GOTPCREL" not in asm

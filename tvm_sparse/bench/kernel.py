@@ -1,0 +1,144 @@
+"""The kernel benchmark: tuned sparse int8 vs tuned dense int8 vs sparse fp32, in one run.
+
+Every figure comes from the same process, the same thread pool and the same inputs, so the ratios
+are meaningful even on a noisy machine. Correctness is checked on the way: the sparse int8 result
+must equal numpy's int32 product bit for bit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tvm
+
+from ..format import bsr4x1
+from ..kernels.dense_int8 import dense_int8, pack_dense
+from ..kernels.epilogue import Epilogue
+from ..kernels.sparse_fp32 import sparse_fp32
+from ..kernels.sparse_int8 import padded_m, sparse_int8
+from ..target import mcpu_of
+from ..tune.apply import database_roots, schedule
+from ..tune.tuner import tune
+from ..tune.workload import KernelKey, sparsity_bucket
+from .peak import vnni_peak_macs
+
+BERT_SHAPES = [(256, 256), (256, 1024), (1024, 256), (768, 768), (768, 3072), (3072, 768),
+               (1024, 1024), (1024, 4096), (4096, 1024)]  # (K, N)
+SWEEP_SPARSITIES = (0.7, 0.8, 0.9)
+
+
+@dataclass
+class KernelBench:
+    m: int
+    k: int
+    n: int
+    sparsity: float
+    block_sparsity: float
+    threads: int
+    target: str
+    sparse_int8_us: float  # Intel layout: activations transposed [K, M] -> [N, M], as chained layers keep them
+    sparse_int8_mk_us: float  # X[M, K] -> Y[M, N], transposes included (the dense kernel's contract)
+    dense_int8_us: float
+    sparse_fp32_us: float
+    speedup_vs_dense: float
+    speedup_mk_vs_dense: float
+    exact: bool
+    exact_mk: bool
+    dense_exact: bool
+    fp32_max_rel_err: float
+    vnni_in_asm: bool
+    vnni_peak_fraction: float
+    peak_gmacs: float
+    schedules: dict
+
+
+def _time_us(lib: tvm.runtime.Module, args: list) -> float:
+    ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=10, repeat=7, min_repeat_ms=40)
+    return float(np.median(ev(*args).results)) * 1e6
+
+
+def _run(func, key, target, arrays, roots):
+    sched, source = schedule(func, key, target, roots)
+    lib = tvm.tirx.build(sched, target=target)
+    args = [tvm.runtime.tensor(a) for a in arrays]
+    lib(*args)
+    return lib, args, source
+
+
+def bench_kernel(
+    m: int, k: int, n: int, sparsity: float, target: tvm.target.Target, threads: int = 1,
+    trials: int = 0, dense_trials: int | None = None, db_root: str = "tuning_logs", seed: int = 0,
+    log=print,
+) -> KernelBench:
+    rng = np.random.default_rng(seed)
+    w = bsr4x1.prune(rng.integers(-127, 128, (n, k), dtype=np.int8), sparsity)
+    x = rng.integers(0, 256, (m, k), dtype=np.uint8)
+    ref = x.astype(np.int32) @ w.astype(np.int32).T
+    packed = bsr4x1.pack(w)
+    bucket = sparsity_bucket(bsr4x1.block_sparsity(w))
+    keys = {
+        "t": KernelKey("sparse_int8", m, k, n, bucket, transposed=True),
+        "mk": KernelKey("sparse_int8", m, k, n, bucket),
+        "dense": KernelKey("dense_int8", m, k, n),
+        "fp32": KernelKey("sparse_fp32", m, k, n, bucket, transposed=True),
+    }
+    for name, key in keys.items():
+        budget = (dense_trials if dense_trials is not None else trials) if name == "dense" else trials
+        if budget:
+            t0 = time.time()
+            res = tune(key, target, budget, db_root=db_root)
+            log(f"tuned {key.name}: {res.trials_after} trials, best {res.best_us or float('nan'):.1f} us "
+                f"({time.time() - t0:.0f} s)")
+    roots = database_roots([db_root])
+    mp = padded_m(m)
+    xt = np.zeros((k, mp), np.uint8)
+    xt[:, :m] = x.T
+    pk = [packed.indptr, packed.indices, packed.values]
+
+    lib_t, args_t, src_t = _run(sparse_int8(m, k, n, Epilogue.S32, transposed=True), keys["t"], target,
+                                [xt, *pk, np.zeros((n, mp), np.int32)], roots)
+    exact = bool(np.array_equal(args_t[-1].numpy()[:, :m].T, ref))
+    lib_mk, args_mk, src_mk = _run(sparse_int8(m, k, n, Epilogue.S32), keys["mk"], target,
+                                   [x, *pk, np.zeros((m, n), np.int32)], roots)
+    exact_mk = bool(np.array_equal(args_mk[-1].numpy(), ref))
+    lib_d, args_d, src_d = _run(dense_int8(m, k, n, Epilogue.S32), keys["dense"], target,
+                                [x, pack_dense(w), np.zeros((m, n), np.int32)], roots)
+    dense_exact = bool(np.array_equal(args_d[-1].numpy(), ref))
+
+    wf = bsr4x1.prune(rng.standard_normal((n, k)).astype(np.float32), sparsity)
+    pf = bsr4x1.pack(wf)
+    xf = rng.standard_normal((k, mp)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    lib_f, args_f, src_f = _run(sparse_fp32(m, k, n, transposed=True), keys["fp32"], target,
+                                [xf, pf.indptr, pf.indices, pf.values, bias, np.zeros((n, mp), np.float32)], roots)
+    ref_f = (wf @ xf + bias[:, None])
+    fp32_err = float(np.abs(args_f[-1].numpy() - ref_f).max() / max(1e-30, np.abs(ref_f).max()))
+
+    # time each kernel in turn, twice, keeping the better: the ratios come from the same minutes
+    times = {"t": [], "mk": [], "dense": [], "fp32": []}
+    for _ in range(2):
+        times["t"].append(_time_us(lib_t, args_t))
+        times["mk"].append(_time_us(lib_mk, args_mk))
+        times["dense"].append(_time_us(lib_d, args_d))
+        times["fp32"].append(_time_us(lib_f, args_f))
+    best = {key: min(v) for key, v in times.items()}
+    asm = lib_t.inspect_source("asm")
+    peak = vnni_peak_macs(target, threads)
+    nnz_macs = bsr4x1.block_mask(w).sum() * 4 * m
+    return KernelBench(
+        m=m, k=k, n=n, sparsity=sparsity, block_sparsity=bsr4x1.block_sparsity(w), threads=threads,
+        target=mcpu_of(target),
+        sparse_int8_us=best["t"], sparse_int8_mk_us=best["mk"], dense_int8_us=best["dense"],
+        sparse_fp32_us=best["fp32"],
+        speedup_vs_dense=best["dense"] / best["t"], speedup_mk_vs_dense=best["dense"] / best["mk"],
+        exact=exact, exact_mk=exact_mk, dense_exact=dense_exact, fp32_max_rel_err=fp32_err,
+        vnni_in_asm="vpdpbusd" in asm,
+        vnni_peak_fraction=float(nnz_macs / (best["t"] * 1e-6) / peak), peak_gmacs=peak / 1e9,
+        schedules={"sparse_int8": src_t, "sparse_int8_mk": src_mk, "dense_int8": src_d, "sparse_fp32": src_f},
+    )
+
+
+def as_dict(result: KernelBench) -> dict:
+    return asdict(result)

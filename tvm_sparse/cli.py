@@ -1,0 +1,107 @@
+"""``tvm-sparse``: the command line. Heavy modules are imported per command, after the thread
+count is fixed (TVM reads TVM_NUM_THREADS once, when its thread pool starts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _threads(args: argparse.Namespace) -> None:
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+
+
+def _cmd_bench_kernel(args: argparse.Namespace) -> int:
+    _threads(args)
+    from .bench import kernel as kb
+    from .target import resolve
+
+    target = resolve(args.target, args.threads)
+    if args.sweep:
+        from .bench.sweep import run_sweep
+
+        run_sweep(target, args.threads, args.trials, args.dense_trials, args.db, Path(args.out), m=args.m)
+        return 0
+    for name in ("k", "n", "sparsity"):
+        if getattr(args, name) is None:
+            sys.exit(f"bench-kernel: --{name} is required (or use --sweep)")
+    res = kb.bench_kernel(args.m, args.k, args.n, args.sparsity, target, args.threads, args.trials,
+                          args.dense_trials, args.db)
+    d = kb.as_dict(res)
+    print(json.dumps(d, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(d, indent=2) + "\n")
+    return 0 if res.exact and res.vnni_in_asm else 1
+
+
+def _cmd_tune_kernel(args: argparse.Namespace) -> int:
+    _threads(args)
+    from .target import resolve
+    from .tune.tuner import tune
+    from .tune.workload import KernelKey, sparsity_bucket
+
+    bucket = sparsity_bucket(args.sparsity) if args.kind.startswith("sparse") else 0
+    key = KernelKey(args.kind, args.m, args.k, args.n, bucket, transposed=args.transposed)
+    res = tune(key, resolve(args.target, args.threads), args.trials, db_root=args.db)
+    print(f"{key.name}: {res.trials_after} trials in {res.db_path}, best {res.best_us} us")
+    return 0
+
+
+def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--m", type=int, default=128, help="tokens (batch x sequence); default 128")
+    common.add_argument("--threads", type=int, default=1, help="worker threads (default 1)")
+    common.add_argument("--target", default="host",
+                        help="host (default), cascadelake, icelake-server, sapphirerapids, znver4, znver5")
+    common.add_argument("--db", default="tuning_logs", help="tuning database root (default tuning_logs/)")
+
+    b = sub.add_parser("bench-kernel", parents=[common],
+                       help="time tuned sparse int8 vs dense int8 vs sparse fp32 kernels in one run")
+    b.add_argument("--k", type=int, help="input channels")
+    b.add_argument("--n", type=int, help="output channels")
+    b.add_argument("--sparsity", type=float, help="fraction of 4x1 blocks pruned, e.g. 0.9")
+    b.add_argument("--trials", type=int, default=0,
+                   help="tune each sparse kernel up to this many trials first (resumes; 0 = use records)")
+    b.add_argument("--dense-trials", type=int, default=None, help="trials for the dense kernel (default: --trials)")
+    b.add_argument("--json", help="write the result here")
+    b.add_argument("--sweep", action="store_true", help="all BERT shapes at 70/80/90%% -> CSV + plot")
+    b.add_argument("--out", default="bench_out", help="sweep output folder (CSV, PNG, JSON)")
+    b.set_defaults(func=_cmd_bench_kernel)
+
+    t = sub.add_parser("tune-kernel", parents=[common], help="tune one kernel workload into the database")
+    t.add_argument("--kind", choices=["sparse_int8", "sparse_fp32", "dense_int8"], default="sparse_int8")
+    t.add_argument("--k", type=int, required=True)
+    t.add_argument("--n", type=int, required=True)
+    t.add_argument("--sparsity", type=float, default=0.9)
+    t.add_argument("--transposed", action="store_true", help="the [K, M] activation layout")
+    t.add_argument("--trials", type=int, default=64)
+    t.set_defaults(func=_cmd_tune_kernel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tvm-sparse",
+        description="Fast 4x1 block-sparse int8 BERT inference on x86 CPUs with Apache TVM.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_kernel_commands(sub)
+    try:
+        from .graph.cli import add_commands
+    except ImportError:
+        add_commands = None
+    if add_commands is not None:
+        add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""MetaSchedule builder hook: narrow the sparse tile loops, then build a runtime module.
+
+MetaSchedule's default build imports every tensor intrinsic in a fresh worker (30-60 s, over its
+30 s timeout) and goes through ``tvm.compile``, whose Executable cannot be exported by the worker.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+BUILD_TIMEOUT_S = 180.0
+
+
+def build(mod: tvm.IRModule, target: tvm.target.Target, _params: dict | None) -> tvm.runtime.Module:
+    # no tensor intrinsics are imported here: tensorization happened when the candidate was
+    # scheduled; importing them would cost each worker 30 s
+    from ..schedule.narrow import narrow_module
+
+    return tvm.tirx.build(narrow_module(mod), target=target)
+
+
+def local_builder(max_workers: int | None = None) -> ms.builder.LocalBuilder:
+    return ms.builder.LocalBuilder(f_build=build, timeout_sec=BUILD_TIMEOUT_S, max_workers=max_workers)

@@ -1,0 +1,118 @@
+"""Tuning databases: one JSON database per target, checked before MetaSchedule reads it.
+
+A record file damaged by an interrupted write, edited by hand or copied from another project must
+not crash tuning or compilation, and must not be silently thrown away: bad lines move to a
+``.rejected`` file beside the database and are reported; good lines stay.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+
+
+class RecordWarning(UserWarning):
+    """A tuning record was rejected (it stays in the ``.rejected`` file)."""
+
+
+@dataclass
+class CheckReport:
+    path: Path
+    kept: int = 0
+    rejected: list[str] = field(default_factory=list)  # "file:line: why"
+
+    def __str__(self) -> str:
+        head = f"{self.path}: {self.kept} records kept"
+        return head + "".join(f"\n  rejected {r}" for r in self.rejected)
+
+
+def _check_lines(path: Path, check) -> tuple[list[str], list[tuple[int, str, str]]]:
+    good, bad = [], []
+    if not path.exists():
+        return good, bad
+    for i, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            why = check(json.loads(line))
+        except (json.JSONDecodeError, ValueError) as err:
+            why = f"not JSON ({err.msg if hasattr(err, 'msg') else err})"
+        (bad.append((i, line, why)) if why else good.append(line))
+    return good, bad
+
+
+def _workload_check(obj) -> str | None:
+    if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str)):
+        return "not a MetaSchedule workload entry [hash, module]"
+    return None
+
+
+def _record_check(target_kind: str, n_workloads: int):
+    def check(obj) -> str | None:
+        if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], int)):
+            return "not a MetaSchedule tuning record [workload, record]"
+        if not 0 <= obj[0] < n_workloads:
+            return f"refers to workload #{obj[0]}, which this database does not have"
+        rec = obj[1]
+        if not (isinstance(rec, list) and len(rec) >= 4):
+            return "malformed record body"
+        target = rec[2] if isinstance(rec[2], dict) else {}
+        if target.get("kind") not in (None, target_kind):
+            return f"foreign record: tuned for target kind {target.get('kind')!r}, not {target_kind!r}"
+        return None
+
+    return check
+
+
+def check(path: str | Path, target: tvm.target.Target) -> CheckReport:
+    """Validate a database directory in place; move bad lines aside. Returns what happened."""
+    path = Path(path)
+    report = CheckReport(path)
+    wl_file, rec_file = path / WORKLOADS, path / RECORDS
+    wl_good, wl_bad = _check_lines(wl_file, _workload_check)
+    if wl_bad:
+        # record lines index workloads by position: a bad workload line invalidates the numbering,
+        # so the whole database is set aside rather than mis-attributing schedules
+        _quarantine(wl_file, wl_bad, keep=[])
+        _quarantine(rec_file, [(0, line, "its workload file was damaged") for line in _lines(rec_file)], keep=[])
+        report.rejected += [f"{wl_file.name}:{i}: {why}" for i, _, why in wl_bad]
+        report.rejected.append(f"{rec_file.name}: all records set aside (workload numbering unreliable)")
+    else:
+        rec_good, rec_bad = _check_lines(rec_file, _record_check(target.kind.name, len(wl_good)))
+        if rec_bad:
+            _quarantine(rec_file, rec_bad, keep=rec_good)
+            report.rejected += [f"{rec_file.name}:{i}: {why}" for i, _, why in rec_bad]
+        report.kept = len(rec_good)
+    for r in report.rejected:
+        warnings.warn(f"{path}: rejected {r}", RecordWarning, stacklevel=2)
+    return report
+
+
+def _lines(path: Path) -> list[str]:
+    return [x for x in path.read_text(errors="replace").splitlines() if x.strip()] if path.exists() else []
+
+
+def _quarantine(path: Path, bad: list[tuple[int, str, str]], keep: list[str]) -> None:
+    rejected = path.with_name(path.name + ".rejected")
+    with rejected.open("a") as f:
+        for _, line, why in bad:
+            f.write(json.dumps({"why": why, "line": line}) + "\n")
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def open_database(path: str | Path, target: tvm.target.Target) -> ms.database.JSONDatabase:
+    """A checked JSON database at ``path`` (created if missing)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    check(path, target)
+    return ms.database.JSONDatabase(
+        path_workload=str(path / WORKLOADS), path_tuning_record=str(path / RECORDS), allow_missing=True
+    )

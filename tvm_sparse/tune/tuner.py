@@ -1,0 +1,118 @@
+"""The tuning driver: tune one kernel workload with evolutionary search + XGBoost, with resume.
+
+Records accumulate in ``<db_root>/<mcpu>/``. Running again with a larger budget resumes: trials
+already in the database count toward the budget and are never measured twice (the search seeds
+itself from the database and skips traces it has measured).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
+from ..target import mcpu_of
+from .builder import local_builder
+from .database import open_database
+from .runner import local_runner
+from .space import dense_space, sparse_space
+from .workload import KernelKey, canonical
+
+DEFAULT_DB_ROOT = Path("tuning_logs")
+
+
+@dataclass
+class TuneResult:
+    key: KernelKey
+    trials_before: int
+    trials_after: int
+    best_us: float | None
+    db_path: Path
+
+
+def db_path(db_root: str | Path, target: tvm.target.Target) -> Path:
+    return Path(db_root) / mcpu_of(target)
+
+
+def records_for(db: ms.database.Database, mod: tvm.IRModule) -> list:
+    if not db.has_workload(mod):
+        return []
+    return list(db.get_top_k(db.commit_workload(mod), 1 << 30))
+
+
+def best_us(records: list) -> float | None:
+    valid = [r for r in records if r.run_secs and all(float(s) < 1e9 for s in r.run_secs)]
+    if not valid:
+        return None
+    return min(sum(float(s) for s in r.run_secs) / len(r.run_secs) for r in valid) * 1e6
+
+
+@derived_object
+class _Progress(ms.measure_callback.PyMeasureCallback):
+    """Print one line per measured batch: how far, and the best time so far."""
+
+    def __init__(self, label: str, total: int, done: int, out=sys.stderr) -> None:
+        self.label, self.total, self.done, self.best, self.out = label, total, done, None, out
+        self.start = time.time()
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        for res in runner_results:
+            self.done += 1
+            if res.error_msg is None and res.run_secs:
+                us = sum(float(s) for s in res.run_secs) / len(res.run_secs) * 1e6
+                self.best = us if self.best is None else min(self.best, us)
+        best = "-" if self.best is None else f"{self.best:.1f} us"
+        print(
+            f"[tune] {self.label}: {self.done}/{self.total} trials, best {best}, "
+            f"{time.time() - self.start:.0f} s",
+            file=self.out,
+            flush=True,
+        )
+
+
+def tune(
+    key: KernelKey,
+    target: tvm.target.Target,
+    trials: int,
+    db_root: str | Path = DEFAULT_DB_ROOT,
+    runner: ms.runner.Runner | None = None,
+    seed: int | None = None,
+    quiet: bool = False,
+) -> TuneResult:
+    """Tune ``key`` up to ``trials`` measured candidates in total (earlier runs included)."""
+    func, arrays = canonical(key)
+    mod = tvm.IRModule({"main": func})
+    path = db_path(db_root, target)
+    db = open_database(path, target)
+    before = len(records_for(db, mod))
+    remaining = trials - before
+    if remaining > 0:
+        callbacks = ms.measure_callback.MeasureCallback.create("default")
+        if not quiet:
+            callbacks = [*callbacks, _Progress(key.name, trials, before)]
+        with tempfile.TemporaryDirectory(prefix="tvm_sparse_tune_") as work_dir:
+            ms.tune_tir(
+                mod,
+                target,
+                work_dir=work_dir,
+                max_trials_global=remaining,
+                num_trials_per_iter=min(32, remaining),
+                builder=local_builder(),
+                runner=runner or local_runner(arrays),
+                database=db,
+                cost_model="xgb",
+                measure_callbacks=callbacks,
+                space=sparse_space() if key.sparse else dense_space(),
+                strategy="evolutionary",
+                num_tuning_cores=1,
+                seed=seed,
+            )
+    records = records_for(db, mod)
+    return TuneResult(key, before, len(records), best_us(records), path)
