@@ -4,8 +4,9 @@
 signed bytes of ``b``. The 4x1 sparse kernel puts 16 *tokens* on the lanes (u8 activations, the
 vector operand) and broadcasts the 4 *weights* of one output channel (s8) to every lane: the
 opposite roles of TVM's built-in ``dot_16x4_vnni``. LLVM 17+ types the intrinsic's byte
-operands as ``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification). One gathered activation tile feeds the 4 output
-channels of a block row: 1 byte shuffle, 4 ``vpdpbusd``.
+operands as ``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification).
+One gathered activation tile feeds the 4 output channels of a block row: 1 byte shuffle,
+4 ``vpdpbusd``.
 """
 
 from __future__ import annotations
