@@ -70,8 +70,10 @@ def _run(func, key, target, arrays, roots):
 def bench_kernel(
     m: int, k: int, n: int, sparsity: float, target: tvm.target.Target, threads: int = 1,
     trials: int = 0, dense_trials: int | None = None, db_root: str = "tuning_logs", seed: int = 0,
-    log=print,
+    aux_trials: int = 0, log=print,
 ) -> KernelBench:
+    """``trials`` tunes the headline kernel (sparse int8, [K, M] layout), ``dense_trials`` the dense
+    baseline, ``aux_trials`` the X[M, K]-layout and fp32 variants (0: records or default knobs)."""
     rng = np.random.default_rng(seed)
     w = bsr4x1.prune(rng.integers(-127, 128, (n, k), dtype=np.int8), sparsity)
     x = rng.integers(0, 256, (m, k), dtype=np.uint8)
@@ -85,7 +87,7 @@ def bench_kernel(
         "fp32": KernelKey("sparse_fp32", m, k, n, bucket, transposed=True),
     }
     for name, key in keys.items():
-        budget = (dense_trials if dense_trials is not None else trials) if name == "dense" else trials
+        budget = {"t": trials, "dense": trials if dense_trials is None else dense_trials}.get(name, aux_trials)
         if budget:
             t0 = time.time()
             res = tune(key, target, budget, db_root=db_root)

@@ -24,17 +24,22 @@ def pack_dense(weight: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(npad // 16, 16, kpad // 4, 4).transpose(0, 2, 1, 3))
 
 
-def dense_int8(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32) -> tirx.PrimFunc:
+def dense_int8(
+    m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantize_input: bool = False
+) -> tirx.PrimFunc:
+    """``quantize_input``: fp32 X quantized in the padding stage, as in ``sparse_int8``."""
     nb, kb = -(-n // 16), -(-k // 4)
     out_dtype = epilogue.out_dtype
+    x_dtype = "float32" if quantize_input else "uint8"
 
     @T.prim_func(s_tir=True)
     def func(
-        x: T.handle, w: T.handle, scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle,
+        x: T.handle, qin: T.handle, w: T.handle, scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle,
         y: T.handle,
     ) -> None:
         T.func_attr({"tirx.noalias": True})
-        X = T.match_buffer(x, (m, k), "uint8")
+        X = T.match_buffer(x, (m, k), x_dtype)
+        Qin = T.match_buffer(qin, (2,), "float32")
         Wp = T.match_buffer(w, (nb, kb, 16, 4), "int8")
         Scale = T.match_buffer(scale, (n,), "float32")
         Corr = T.match_buffer(corr, (n,), "int32")
@@ -46,7 +51,9 @@ def dense_int8(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32) -> tir
         for i, kk in T.grid(m, kb * 4):
             with T.sblock("pad"):
                 vi, vk = T.axis.remap("SS", [i, kk])
-                Xp[vi, vk] = T.if_then_else(vk < k, X[vi, T.min(vk, k - 1)], T.uint8(0))
+                Xp[vi, vk] = T.if_then_else(
+                    vk < k, ep.to_u8(X[vi, T.min(vk, k - 1)], Qin, quantize_input), T.uint8(0)
+                )
         for i, j, kk in T.grid(m, nb * 16, kb * 4):
             with T.sblock("dense"):
                 vi, vj, vk = T.axis.remap("SSR", [i, j, kk])
@@ -58,8 +65,7 @@ def dense_int8(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32) -> tir
         for i, j in T.grid(m, n):
             with T.sblock("epilogue"):
                 vi, vj = T.axis.remap("SS", [i, j])
-                bufs = {"scale": Scale, "corr": Corr, "bias": Bias, "qout": Qout}
-                Y[vi, vj] = ep.apply(epilogue, acc[vi, vj], vj, bufs)
+                Y[vi, vj] = ep.apply(epilogue, acc[vi, vj], vj, ep.buffers(Scale, Corr, Bias, Qout))
 
-    names = ["X", "Wp"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
+    names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
     return keep_params(func, names)

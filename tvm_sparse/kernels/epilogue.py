@@ -51,6 +51,19 @@ def gelu(v: tirx.PrimExpr) -> tirx.PrimExpr:
     return v * T.float32(0.5) * (T.float32(1.0) + T.erf(v * T.float32(1.0 / math.sqrt(2.0))))
 
 
+def to_u8(x: tirx.PrimExpr, qin, quantize: bool) -> tirx.PrimExpr:
+    """An activation as u8: as is, or quantized from fp32 with ``qin = [1 / s_x, zp_x]``."""
+    if not quantize:
+        return x
+    q = T.round(x * qin[0]) + qin[1]
+    return T.cast(T.max(T.min(q, T.float32(255.0)), T.float32(0.0)), "uint8")
+
+
+def buffers(scale, corr, bias, qout) -> dict:
+    """The epilogue's argument buffers by name (a TVMScript body cannot build a dict itself)."""
+    return {"scale": scale, "corr": corr, "bias": bias, "qout": qout}
+
+
 def apply(epilogue: Epilogue, acc: tirx.PrimExpr, n: tirx.PrimExpr, bufs: dict) -> tirx.PrimExpr:
     """The epilogue's value for accumulator ``acc`` of output channel ``n``."""
     if not epilogue.dequantizes:

@@ -32,21 +32,26 @@ def padded_m(m: int) -> int:
 
 
 def sparse_int8(
-    m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False
+    m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False,
+    quantize_input: bool = False,
 ) -> tirx.PrimFunc:
     """The block-sparse int8 linear layer for X[m, k] and a 4x1-sparse W[n, k].
+
+    ``quantize_input=True`` takes fp32 X and quantizes it to u8 in the transpose stage (one pass
+    over the activations instead of two), with ``qin = [1 / s_x, zp_x]``.
 
     ``transposed=True`` is the layout that chained sparse layers keep (as the Intel engine does):
     ``XT[k, mp] -> YT[n, mp]`` with ``mp`` = m rounded up to 16, tokens contiguous, no transposes.
     """
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
     out_dtype = epilogue.out_dtype
+    x_dtype = "float32" if quantize_input else "uint8"
     m_valid = mp if transposed else m
     x_shape, y_shape = ((k, mp), (n, mp)) if transposed else ((m, k), (m, n))
 
     @T.prim_func(s_tir=True)
     def func(
-        x: T.handle, indptr: T.handle, indices: T.handle, values: T.handle,
+        x: T.handle, qin: T.handle, indptr: T.handle, indices: T.handle, values: T.handle,
         scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle, y: T.handle,
     ) -> None:
         T.func_attr({
@@ -54,7 +59,8 @@ def sparse_int8(
             "tvm_sparse.transposed": transposed,
         })
         nt = T.int32()
-        X = T.match_buffer(x, x_shape, "uint8")
+        X = T.match_buffer(x, x_shape, x_dtype)
+        Qin = T.match_buffer(qin, (2,), "float32")
         Indptr = T.match_buffer(indptr, (nb + 1,), "int32")
         Indices = T.match_buffer(indices, (nt, 4), "int32")
         Values = T.match_buffer(values, (nt, 4, 4), "int8")
@@ -70,9 +76,11 @@ def sparse_int8(
             with T.sblock("transpose"):
                 vk, vm = T.axis.remap("SS", [kk, mm])
                 if transposed:
-                    XT[vk, vm] = X[vk, vm]
+                    XT[vk, vm] = ep.to_u8(X[vk, vm], Qin, quantize_input)
                 else:
-                    XT[vk, vm] = T.if_then_else(vm < m, X[T.min(vm, m - 1), vk], T.uint8(0))
+                    XT[vk, vm] = T.if_then_else(
+                        vm < m, ep.to_u8(X[T.min(vm, m - 1), vk], Qin, quantize_input), T.uint8(0)
+                    )
         for r, t, j, mm in T.grid(nb, tmax, 4, mp):
             with T.sblock("gather"):
                 vr, vt, vj, vm = T.axis.remap("SSSS", [r, t, j, mm])
@@ -95,13 +103,10 @@ def sparse_int8(
             with T.sblock("epilogue"):
                 vn, vm = T.axis.remap("SS", [nn, mm])
                 if transposed:
-                    Y[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, bufs(Scale, Corr, Bias, Qout))
+                    Y[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
                 else:
-                    Y[vm, vn] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, bufs(Scale, Corr, Bias, Qout))
+                    Y[vm, vn] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
 
-    names = ["X", "Indptr", "Indices", "Values"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
+    names = ["X"] + (["Qin"] if quantize_input else []) + ["Indptr", "Indices", "Values"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
     return keep_params(func, names)
 
-
-def bufs(scale, corr, bias, qout) -> dict:
-    return {"scale": scale, "corr": corr, "bias": bias, "qout": qout}

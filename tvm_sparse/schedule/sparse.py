@@ -30,8 +30,10 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     vectors = knobs.get("token_vectors")
     extent = int(sch.get(m_outer).extent)
     decision = None if vectors is None else [extent // vectors, vectors]
+    # at most 2 vectors (32 tokens) per tile: 4 channels x 64 tokens of int32 accumulators is
+    # 1 KiB, where TVM stops placing scratch on the stack and calls its heap workspace per row
     mo, mc = sch.split(
-        m_outer, sch.sample_perfect_tile(m_outer, n=2, max_innermost_factor=8, decision=decision)
+        m_outer, sch.sample_perfect_tile(m_outer, n=2, max_innermost_factor=2, decision=decision)
     )
     outer = [r, mo] if rows_outer else [mo, r]
     sch.reorder(*outer, t, mc, o, m16, j)

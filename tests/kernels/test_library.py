@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import tvm
+
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.kernels.library import LinearLayer, build_linear
+
+
+def _layer(precision, sparse, gelu, seed=0, n=64, k=96):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, k)).astype(np.float32) * 0.1
+    if sparse:
+        w = bsr4x1.prune(w, 0.8)
+    return LinearLayer(w, rng.standard_normal(n).astype(np.float32), gelu, precision, sparse,
+                       act_scale=4.0 / 255, act_zero_point=128)
+
+
+def _gelu(v):
+    import math
+
+    return np.vectorize(lambda a: 0.5 * a * (1 + math.erf(a / math.sqrt(2))))(v)
+
+
+@pytest.mark.parametrize("precision,sparse", [("int8", True), ("int8", False), ("fp32", True)])
+@pytest.mark.parametrize("gelu", [False, True])
+def test_linear_matches_fp32_reference(precision, sparse, gelu, target, tmp_path):
+    layer = _layer(precision, sparse, gelu)
+    m = 20
+    x = np.random.default_rng(1).uniform(-2, 2, (m, layer.weight.shape[1])).astype(np.float32)
+    func, consts = build_linear(layer, m, target, database=tmp_path)
+    lib = tvm.tirx.build(func, target=target)
+    args = [tvm.runtime.tensor(a) for a in [x, *consts, np.zeros((m, layer.weight.shape[0]), np.float32)]]
+    lib(*args)
+    ref = x @ layer.weight.T + layer.bias
+    if gelu:
+        ref = _gelu(ref)
+    out = args[-1].numpy()
+    if precision == "fp32":
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    else:  # int8: quantization error only (u8 step 4/255 on inputs, s8 per-channel weights)
+        cos = (out * ref).sum() / np.linalg.norm(out) / np.linalg.norm(ref)
+        assert cos > 0.999 and np.abs(out - ref).max() < 0.1
+
+
+def test_dense_fp32_stays_in_the_graph(target):
+    assert build_linear(_layer("fp32", False, False), 8, target) is None
+
+
+def test_bad_layer_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        LinearLayer(np.zeros((4, 4), np.float32), None, False, "int4", True)
+    with pytest.raises(ValueError, match="quantization"):
+        LinearLayer(np.zeros((4, 4), np.float32), None, False, "int8", True, act_scale=0.0)

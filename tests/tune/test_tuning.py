@@ -1,0 +1,77 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import tvm
+
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.kernels.epilogue import Epilogue
+from tvm_sparse.kernels.sparse_int8 import sparse_int8
+from tvm_sparse.tune import database
+from tvm_sparse.tune.apply import schedule
+from tvm_sparse.tune.tuner import tune
+from tvm_sparse.tune.workload import KernelKey, sparsity_bucket
+
+KEY = KernelKey("sparse_int8", 32, 64, 64, 80)
+
+
+@pytest.fixture(scope="module")
+def tuned_db(tmp_path_factory, target):
+    root = tmp_path_factory.mktemp("db")
+    first = tune(KEY, target, 3, db_root=root, seed=1, quiet=True)
+    return root, first
+
+
+def test_tiny_tuning_run_records_apply_and_stay_exact(tuned_db, target):
+    root, first = tuned_db
+    assert first.trials_before == 0 and first.trials_after >= 1 and first.best_us > 0
+    # a different nonzero pattern than the one tuned on: the record still applies
+    rng = np.random.default_rng(7)
+    w = bsr4x1.prune(rng.integers(-128, 128, (64, 64), dtype=np.int8), 0.83)
+    x = rng.integers(0, 256, (32, 64), dtype=np.uint8)
+    p = bsr4x1.pack(w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UntunedWarning: the record must be found
+        func, source = schedule(sparse_int8(32, 64, 64, Epilogue.S32), KEY, target, [root])
+    assert source.startswith("tuned")
+    lib = tvm.tirx.build(func, target=target)
+    args = [tvm.runtime.tensor(a) for a in (x, p.indptr, p.indices, p.values, np.zeros((32, 64), np.int32))]
+    lib(*args)
+    assert np.array_equal(args[-1].numpy(), x.astype(np.int32) @ w.astype(np.int32).T)
+
+
+def test_tuning_resumes_instead_of_starting_over(tuned_db, target):
+    root, first = tuned_db
+    again = tune(KEY, target, first.trials_after, db_root=root, quiet=True)
+    assert again.trials_before == first.trials_after == again.trials_after  # nothing re-measured
+
+
+def test_corrupt_and_foreign_records_are_reported_not_fatal(tuned_db, target, tmp_path):
+    root, _ = tuned_db
+    src = root / "znver4" if (root / "znver4").exists() else next(root.iterdir())
+    db = tmp_path / src.name
+    db.mkdir()
+    for f in src.iterdir():
+        (db / f.name).write_text(f.read_text())
+    records = db / database.RECORDS
+    good = records.read_text().splitlines()[0]
+    foreign = json.loads(good)
+    foreign[1][2] = {"kind": "cuda", "arch": "sm_90"}
+    with records.open("a") as f:
+        f.write('{"truncated": \n')
+        f.write("[99, [1, 2, 3, 4]]\n")
+        f.write(json.dumps(foreign) + "\n")
+    with pytest.warns(database.RecordWarning):
+        report = database.check(db, target)
+    whys = " | ".join(report.rejected)
+    assert "not JSON" in whys and "workload #99" in whys and "foreign record" in whys
+    assert report.kept >= 1
+    rejected = (db / (database.RECORDS + ".rejected")).read_text().splitlines()
+    assert len(rejected) == 3  # moved aside, not lost
+    func, source = schedule(sparse_int8(32, 64, 64), KEY, target, [tmp_path])
+    assert source.startswith("tuned")
+
+
+def test_sparsity_buckets():
+    assert [sparsity_bucket(s) for s in (0.0, 0.69, 0.7, 0.87, 0.899, 0.95, 0.99)] == [0, 60, 70, 80, 90, 90, 90]

@@ -1,0 +1,97 @@
+"""One Linear layer -> a scheduled kernel and its constant arrays: what the graph rewrite calls.
+
+Weights are quantized here (s8, symmetric, per output channel); activations arrive as fp32 and the
+kernel quantizes them itself with the calibrated (u8, per-tensor) parameters, so the graph only
+swaps ``matmul + add (+ gelu)`` for one call. Outputs are fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import tirx
+
+from ..format import bsr4x1
+from .dense_int8 import dense_int8, pack_dense
+from .epilogue import Epilogue
+from .sparse_fp32 import sparse_fp32
+from .sparse_int8 import sparse_int8
+
+
+@dataclass
+class LinearLayer:
+    weight: np.ndarray  # float32 [N, K]
+    bias: np.ndarray | None  # float32 [N]
+    gelu: bool
+    precision: str  # "int8" | "fp32"
+    sparse: bool
+    act_scale: float = 1.0  # int8: u8 quantization of the input activation
+    act_zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be 'int8' or 'fp32', got {self.precision!r}")
+        if self.weight.ndim != 2:
+            raise ValueError(f"weight must be [N, K], got shape {self.weight.shape}")
+        if not (self.act_scale > 0 and 0 <= self.act_zero_point <= 255):
+            raise ValueError(f"bad activation quantization: scale={self.act_scale}, zp={self.act_zero_point}")
+
+
+def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel s8: ``W ~= Wq * scale[:, None]`` (zero stays exactly zero,
+    so the 4x1 sparsity pattern survives quantization)."""
+    amax = np.abs(weight).max(axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    wq = np.clip(np.round(weight / scale[:, None]), -127, 127).astype(np.int8)
+    return wq, scale
+
+
+def kernel_key(layer: LinearLayer, m: int):
+    from ..tune.workload import KernelKey, sparsity_bucket
+
+    n, k = layer.weight.shape
+    kind = f"{'sparse' if layer.sparse else 'dense'}_{layer.precision}"
+    bucket = sparsity_bucket(bsr4x1.block_sparsity(layer.weight)) if layer.sparse else 0
+    return KernelKey(kind, m, k, n, bucket)
+
+
+def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
+    """The unscheduled kernel and its constants for ``layer`` at ``m`` tokens; None for dense fp32,
+    which stays an ordinary Relax matmul (MetaSchedule tunes it with the rest of the graph)."""
+    n, k = layer.weight.shape
+    bias = np.zeros(n, np.float32) if layer.bias is None else layer.bias.astype(np.float32)
+    if layer.precision == "fp32":
+        if not layer.sparse:
+            return None
+        p = bsr4x1.pack(layer.weight.astype(np.float32))
+        return sparse_fp32(m, k, n, gelu=layer.gelu), [p.indptr, p.indices, p.values, bias]
+    wq, sw = quantize_weight(layer.weight.astype(np.float32))
+    epilogue = Epilogue.GELU if layer.gelu else Epilogue.FP32
+    qin = np.array([1.0 / layer.act_scale, layer.act_zero_point], np.float32)
+    scale = (layer.act_scale * sw).astype(np.float32)
+    corr = (layer.act_zero_point * wq.astype(np.int32).sum(axis=1)).astype(np.int32)
+    if layer.sparse:
+        p = bsr4x1.pack(wq)
+        func = sparse_int8(m, k, n, epilogue, quantize_input=True)
+        return func, [qin, p.indptr, p.indices, p.values, scale, corr, bias]
+    return dense_int8(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
+
+
+def build_linear(
+    layer: LinearLayer, m: int, target: tvm.target.Target, database: str | Path | None = None
+) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
+    """A scheduled kernel ``func(X, *consts, Y)`` (X fp32 [m, K], Y fp32 [m, N]) and its constants.
+
+    Schedules come from ``database`` (if given), ``tuning_logs/`` and the shipped ``schedules/``.
+    """
+    from ..tune.apply import database_roots, schedule
+
+    built = linear_func(layer, m)
+    if built is None:
+        return None
+    func, consts = built
+    scheduled, _source = schedule(func, kernel_key(layer, m), target, database_roots([database] if database else []))
+    return scheduled, consts
