@@ -67,5 +67,5 @@ def dense_int8(
                 vi, vj = T.axis.remap("SS", [i, j])
                 Y[vi, vj] = ep.apply(epilogue, acc[vi, vj], vj, ep.buffers(Scale, Corr, Bias, Qout))
 
-    names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
+    names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + epilogue.param_names() + ["Y"]
     return keep_params(func, names)

@@ -46,6 +46,10 @@ class Epilogue(str, enum.Enum):
             ["qout"] if self.requantizes else []
         )
 
+    def param_names(self) -> list[str]:
+        """The same as the kernels' buffer parameters are named."""
+        return [a.capitalize() for a in self.arg_names()]
+
 
 def gelu(v: tirx.PrimExpr) -> tirx.PrimExpr:
     return v * T.float32(0.5) * (T.float32(1.0) + T.erf(v * T.float32(1.0 / math.sqrt(2.0))))

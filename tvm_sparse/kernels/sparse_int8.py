@@ -107,6 +107,7 @@ def sparse_int8(
                 else:
                     Y[vm, vn] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
 
-    names = ["X"] + (["Qin"] if quantize_input else []) + ["Indptr", "Indices", "Values"] + [a.capitalize() for a in epilogue.arg_names()] + ["Y"]
+    names = ["X"] + (["Qin"] if quantize_input else []) + ["Indptr", "Indices", "Values"]
+    names += epilogue.param_names() + ["Y"]
     return keep_params(func, names)
 
