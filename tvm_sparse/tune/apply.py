@@ -77,5 +77,5 @@ def schedule(
                       UntunedWarning, stacklevel=2)
         sparse_schedules.rows_outer(sch, DEFAULT_KNOBS)
         source = "default knobs"
-    scheduled = narrow_tile_loops(sch.mod["main"]).with_attr("tir.is_scheduled", True)
+    scheduled = narrow_tile_loops(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
     return scheduled, source

@@ -1,0 +1,38 @@
+"""The subcommands register and their help reads."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from tvm_sparse.graph.cli import add_commands
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tvm-sparse")
+    add_commands(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+@pytest.mark.parametrize("cmd", ["prune", "tune", "compile", "run", "bench"])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args([cmd, "--help"])
+    assert exc.value.code == 0
+    assert "Example" in capsys.readouterr().out or cmd in ("run", "bench")
+
+
+def test_compile_contract():
+    args = _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--seq-len", "64", "--batch", "2",
+                                 "--fp32", "--trials", "3"])
+    assert (args.model, args.output, args.seq_len, args.batch, args.precision, args.trials) == (
+        "m.onnx", "m.so", 64, 2, "fp32", 3)
+    assert _parser().parse_args(["compile", "m.onnx", "-o", "m.so"]).precision == "int8"
+
+
+def test_prune_command(tiny_onnx, tmp_path, capsys):
+    args = _parser().parse_args(["prune", str(tiny_onnx), "-o", str(tmp_path / "p.onnx"), "--sparsity", "0.5"])
+    args.func(args)
+    out = capsys.readouterr().out
+    assert "encoder.layer.1.output.dense" in out and "12 layers" in out

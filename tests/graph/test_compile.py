@@ -1,0 +1,90 @@
+"""The swap and the whole-model build: fp32 matches onnxruntime on the same pruned model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tvm_sparse.graph import calibrate, importer
+from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
+
+from .conftest import SEQ, tiny_feeds
+
+# correctness does not depend on schedules: skip tuning here (the slow tests tune)
+UNTUNED = {"trials": 0, "allow_untuned": True}
+
+
+@pytest.fixture(scope="module")
+def fp32_lib(tiny_pruned, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32") / "tiny_fp32.so"
+    meta = compile_model(importer.load_onnx(tiny_pruned), out,
+                         CompileOptions(batch=1, seq_len=SEQ, precision="fp32", work_dir=out.parent / "db",
+                                        **UNTUNED), log=lambda *_: None)
+    return out, meta
+
+
+def test_fp32_matches_onnxruntime(fp32_lib, tiny_pruned):
+    import tvm_sparse
+
+    model = tvm_sparse.load(fp32_lib[0])
+    for seed in range(2):
+        feeds = tiny_feeds(seed)
+        got = model(**feeds)
+        ref = ort_reference(importer.load_onnx(tiny_pruned), 1, SEQ, feeds)
+        assert got.shape == ref.shape == (1, SEQ, 64)
+        assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_metadata_records_every_layer(fp32_lib):
+    _, meta = fp32_lib
+    assert len(meta.layers) == 12
+    assert all(x["sparse"] and x["block_sparsity"] == pytest.approx(0.9, abs=0.01) for x in meta.layers)
+    assert sum(x["gelu"] for x in meta.layers) == 2  # one fused GELU per encoder layer
+    assert meta.layers[0]["name"] == "encoder.layer.0.attention.self.query"
+    assert meta.inputs[0] == {"name": "input_ids", "shape": [1, SEQ], "dtype": "int64"}
+    assert meta.output["shape"] == [1, SEQ, 64]
+    assert {"avx512f", "avx512bw", "avx512_vnni"} <= set(meta.required_isa)
+    assert meta.input_limits["input_ids"] == 1000
+
+
+def test_threshold_sends_layers_dense(tiny_pruned, tmp_path):
+    from tvm_sparse.graph import rewrite
+    from tvm_sparse.graph.compile import make_target
+
+    static = importer.static_model(tiny_pruned, 1, SEQ)
+    mod, _ = importer.to_relax(static, 1, SEQ)
+    _, layers = rewrite.swap_linears(mod, "fp32", make_target(None), threshold=0.95)
+    assert len(layers) == 12 and not any(x.sparse for x in layers)
+
+
+def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
+    import tvm_sparse
+
+    static = importer.static_model(tiny_pruned, 1, SEQ)
+    calib = calibrate.calibrate(static, [tiny_feeds(s) for s in range(4)])
+    out = tmp_path / "tiny_int8.so"
+    compile_model(importer.load_onnx(tiny_pruned), out,
+                  CompileOptions(batch=1, seq_len=SEQ, precision="int8", calibration=calib,
+                                 work_dir=tmp_path / "db", **UNTUNED), log=lambda *_: None)
+    feeds = tiny_feeds(7)
+    got = tvm_sparse.load(out)(**feeds).reshape(SEQ, -1)
+    ref = ort_reference(static, 1, SEQ, feeds).reshape(SEQ, -1)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.99
+
+
+def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):
+    from tvm_sparse.graph.errors import GraphError
+
+    with pytest.raises(GraphError, match="calibration"):
+        compile_model(importer.load_onnx(tiny_pruned), tmp_path / "x.so",
+                      CompileOptions(seq_len=SEQ, precision="int8", **UNTUNED))
+
+
+def test_untuned_is_refused(tiny_pruned, tmp_path):
+    from tvm_sparse.graph.errors import GraphError
+
+    with pytest.raises(GraphError, match="no tuned schedule"):
+        compile_model(importer.load_onnx(tiny_pruned), tmp_path / "x.so",
+                      CompileOptions(seq_len=SEQ, precision="fp32", trials=0, work_dir=tmp_path / "db"),
+                      log=lambda *_: None)

@@ -1,0 +1,52 @@
+"""Import errors name what is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tvm_sparse.graph import importer
+from tvm_sparse.graph.errors import GraphError, UnsupportedModelError
+
+
+def _model(nodes, inputs=("input_ids",), extra_inits=()):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "s"]) for n in inputs],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["b", "s", 8])],
+        [numpy_helper.from_array(np.ones((10, 8), np.float32), "emb"), *extra_inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)])
+
+
+def test_unsupported_ops_are_named():
+    model = _model([helper.make_node("Gather", ["emb", "input_ids"], ["h"]),
+                    helper.make_node("FastGelu", ["h"], ["g"], domain="com.microsoft"),
+                    helper.make_node("NotAnOp", ["g"], ["last_hidden_state"])])
+    with pytest.raises(UnsupportedModelError, match=r"NotAnOp.*com\.microsoft::FastGelu|com\.microsoft"
+                                                    r"::FastGelu.*NotAnOp"):
+        importer.check_supported(model)
+
+
+def test_not_an_encoder():
+    model = _model([helper.make_node("Gather", ["emb", "tokens"], ["last_hidden_state"])], inputs=("tokens",))
+    with pytest.raises(UnsupportedModelError, match="input_ids"):
+        importer.check_supported(model)
+
+
+def test_imports_a_minimal_encoder_with_fixed_shapes():
+    model = _model([helper.make_node("Gather", ["emb", "input_ids"], ["last_hidden_state"])])
+    mod, names = importer.to_relax(model, 2, 5)
+    assert names == ["input_ids"]
+    assert [int(d) for d in mod["main"].params[0].ty.shape] == [2, 5]
+    with pytest.raises(GraphError, match="positive"):
+        importer.to_relax(model, 0, 5)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(GraphError, match="no ONNX model"):
+        importer.load_onnx(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(GraphError, match="not a valid ONNX"):
+        importer.load_onnx(bad)

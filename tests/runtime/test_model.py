@@ -1,0 +1,113 @@
+"""tvm_sparse.load: fresh-process reproducibility and clear errors for every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tvm_sparse
+from tvm_sparse.runtime import cpu
+from tvm_sparse.runtime.metadata import LibraryError, metadata_path
+from tvm_sparse.runtime.model import InputError
+
+from .conftest import SEQ, VOCAB, feeds
+
+
+def test_fresh_process_gives_identical_results(tiny_lib, tmp_path):
+    model = tvm_sparse.load(tiny_lib)
+    here = model(**feeds(3))
+    assert here.shape == (2, SEQ, 64) and here.dtype == np.float32
+    np.savez(tmp_path / "in.npz", **feeds(3))
+    code = ("import sys, numpy as np, tvm_sparse; m = tvm_sparse.load(sys.argv[1]); "
+            "np.save(sys.argv[3], m(**dict(np.load(sys.argv[2]))))")
+    subprocess.run([sys.executable, "-c", code, str(tiny_lib), str(tmp_path / "in.npz"),
+                    str(tmp_path / "out.npy")], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), here)
+
+
+def test_int32_and_defaults_accepted(tiny_lib):
+    model = tvm_sparse.load(tiny_lib)
+    f = feeds(1)
+    ref = model(**f)
+    np.testing.assert_array_equal(model(**{k: v.astype(np.int32) for k, v in f.items()}), ref)
+    np.testing.assert_array_equal(model(input_ids=f["input_ids"]), ref)  # mask 1, types 0
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"input_ids": np.zeros((1, SEQ), np.int64)}, r"shape \(1, 16\).*batch=2, seq_len=16"),
+    ({"input_ids": np.zeros((2, SEQ + 1), np.int64)}, "compiled for"),
+    ({"input_ids": np.zeros((2, SEQ), np.float32)}, "integer array.*float32"),
+    ({"input_ids": np.zeros((2, SEQ), np.int64), "attention_mask": np.ones((2, SEQ))}, "attention_mask"),
+    ({"input_ids": np.full((2, SEQ), VOCAB)}, r"outside \[0, 500\)"),
+    ({"input_ids": np.full((2, SEQ), -1)}, "outside"),
+    ({"input_ids": np.zeros((2, SEQ), np.int64), "position_ids": 0}, "unknown inputs"),
+    ({}, "input_ids is required"),
+])
+def test_bad_inputs_are_refused(tiny_lib, bad, match):
+    model = tvm_sparse.load(tiny_lib)
+    with pytest.raises(InputError, match=match):
+        model(**bad)
+
+
+def _copy(lib, tmp_path):
+    dst = tmp_path / lib.name
+    shutil.copy(lib, dst)
+    shutil.copy(metadata_path(lib), metadata_path(dst))
+    return dst
+
+
+def test_truncated_library(tiny_lib, tmp_path):
+    lib = _copy(tiny_lib, tmp_path)
+    data = lib.read_bytes()
+    lib.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LibraryError, match="corrupt or truncated"):
+        tvm_sparse.load(lib)
+
+
+def test_garbage_library(tiny_lib, tmp_path):
+    lib = _copy(tiny_lib, tmp_path)
+    lib.write_bytes(b"garbage" * 100)
+    with pytest.raises(LibraryError, match="not a shared library"):
+        tvm_sparse.load(lib)
+
+
+def test_missing_or_corrupt_metadata(tiny_lib, tmp_path):
+    lib = _copy(tiny_lib, tmp_path)
+    metadata_path(lib).write_text("{not json")
+    with pytest.raises(LibraryError, match="corrupt"):
+        tvm_sparse.load(lib)
+    metadata_path(lib).unlink()
+    with pytest.raises(LibraryError, match="missing"):
+        tvm_sparse.load(lib)
+    with pytest.raises(LibraryError, match="no compiled library"):
+        tvm_sparse.load(tmp_path / "absent.so")
+
+
+def test_cpu_without_the_required_isa_is_refused(tiny_lib, tmp_path):
+    lib = _copy(tiny_lib, tmp_path)
+    meta = json.loads(metadata_path(lib).read_text())
+    meta["required_isa"].append("avx1024_imaginary")
+    metadata_path(lib).write_text(json.dumps(meta))
+    with pytest.raises(cpu.UnsupportedCPUError, match="avx1024_imaginary"):
+        tvm_sparse.load(lib)
+
+
+def test_cpu_check_reads_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    assert cpu.cpu_flags(info) == {"fpu", "avx2"}  # a flag counts only when every core has it
+    cpu.check(["avx2"], info)
+    with pytest.raises(cpu.UnsupportedCPUError, match="avx512f, avx512_vnni"):
+        cpu.check(["avx2", "avx512f", "avx512_vnni"], info)
+    assert cpu.check(["anything"], tmp_path / "absent") is None  # cannot tell: not refused
+
+
+def test_required_isa_of_targets():
+    zen4 = cpu.required_isa({"kind": "llvm", "mcpu": "znver4"})
+    assert {"avx512f", "avx512bw", "avx512_vnni"} <= set(zen4)
+    assert "avx512f" not in cpu.required_isa({"kind": "llvm", "mcpu": "haswell"})

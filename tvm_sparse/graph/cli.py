@@ -1,0 +1,217 @@
+"""``tvm-sparse prune | tune | compile | run | bench``: the graph-side subcommands.
+
+``add_commands(subparsers)`` registers them on the top-level parser (tvm_sparse/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+PRECISION_HELP = "int8 (default): static u8 x s8 quantization, calibrated; fp32: no quantization"
+TARGET_HELP = ('TVM target as JSON, e.g. \'{"kind": "llvm", "mcpu": "znver4", "num-cores": 1}\' '
+               "(default: that one). num-cores = threads the library is tuned and run with")
+
+
+def _add_shape(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seq-len", type=int, default=128, help="fixed sequence length L (default 128)")
+    p.add_argument("--batch", type=int, default=1, help="fixed batch size B (default 1)")
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--int8", dest="precision", action="store_const", const="int8", help=PRECISION_HELP)
+    g.add_argument("--fp32", dest="precision", action="store_const", const="fp32")
+    p.set_defaults(precision="int8")
+
+
+def _add_tuning(p: argparse.ArgumentParser, default_trials: int) -> None:
+    p.add_argument("--trials", type=int, default=default_trials,
+                   help=f"MetaSchedule trials per task (default {default_trials}; 0 = use existing records "
+                        "only). More trials = slower compile, faster model")
+    p.add_argument("--work-dir", default="tuning_logs/default",
+                   help="tuning database directory; reused and extended across runs (resume)")
+    p.add_argument("--target", default=None, help=TARGET_HELP)
+
+
+def _add_calibration(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calib", default=None,
+                   help="calibration inputs for int8: a .npz with input_ids/attention_mask/token_type_ids "
+                        "arrays [n, L], or a text file of sentences (needs --tokenizer). Default: random "
+                        "token ids (works, but real text gives better accuracy)")
+    p.add_argument("--tokenizer", default=None, help="Hugging Face model directory whose tokenizer reads --calib")
+    p.add_argument("--calib-method", default="percentile", choices=["percentile", "minmax"],
+                   help="activation range: 99.99th percentile (default) or min/max")
+
+
+def add_commands(subparsers) -> None:
+    """Register prune, tune, compile, run and bench on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "prune", help="prune every Linear of an ONNX encoder to 4x1 blocks",
+        description="One-shot magnitude pruning: every Linear (MatMul/Gemm with a constant weight) keeps "
+                    "its strongest 4x1 blocks (4 output channels x 1 input channel). Writes the pruned "
+                    "ONNX and OUT.prune.json (per-layer sparsity). Accuracy drops without fine-tuning: "
+                    "check it on your task. Example: tvm-sparse prune bert.onnx -o bert90.onnx --sparsity 0.9")
+    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported first)")
+    p.add_argument("-o", "--output", required=True, help="pruned ONNX file to write")
+    p.add_argument("--sparsity", type=float, default=0.9, help="fraction of 4x1 blocks to zero (default 0.9)")
+    p.set_defaults(func=_cmd_prune)
+
+    p = subparsers.add_parser(
+        "tune", help="tune a model's operators into a database (resumable)",
+        description="MetaSchedule-tunes every operator of the compiled graph that the kernel library does "
+                    "not provide, storing records in --work-dir. Run again to resume; 'compile' reuses the "
+                    "records. Example: tvm-sparse tune bert90.onnx --seq-len 128 --trials 64")
+    p.add_argument("model", help="ONNX model")
+    _add_shape(p)
+    _add_precision(p)
+    _add_tuning(p, default_trials=32)
+    _add_calibration(p)
+    p.set_defaults(func=_cmd_tune)
+
+    p = subparsers.add_parser(
+        "compile", help="compile an ONNX model to one shared library (.so + .json)",
+        description="Import (fixed batch and sequence length), swap every Linear for the sparse or dense "
+                    "kernel, tune the rest, build, and write OUT.so plus OUT.json (metadata). Load it "
+                    "with tvm_sparse.load('OUT.so'). Example: tvm-sparse compile bert90.onnx -o bert.so "
+                    "--seq-len 128 --batch 1 --int8 --trials 16")
+    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported first)")
+    p.add_argument("-o", "--output", required=True, help="shared library to write (metadata goes beside it)")
+    _add_shape(p)
+    _add_precision(p)
+    _add_tuning(p, default_trials=8)
+    _add_calibration(p)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="block sparsity at which a Linear goes sparse (default: the measured crossover)")
+    p.set_defaults(func=_cmd_compile)
+
+    p = subparsers.add_parser(
+        "run", help="run a compiled library on token ids and print the hidden state",
+        description="Loads OUT.so and runs it once. Inputs: --npz with input_ids (and optionally "
+                    "attention_mask, token_type_ids), or --text with --tokenizer, or random ids.")
+    p.add_argument("library", help="compiled .so")
+    p.add_argument("--npz", default=None, help=".npz with the input arrays")
+    p.add_argument("--text", default=None, help="sentence to encode (needs --tokenizer)")
+    p.add_argument("--tokenizer", default=None, help="Hugging Face model directory with the tokenizer")
+    p.add_argument("--save", default=None, help="write the hidden state to this .npy")
+    p.set_defaults(func=_cmd_run)
+
+    p = subparsers.add_parser(
+        "bench", help="time a compiled library (and onnxruntime on the same ONNX)",
+        description="Median and p90 latency of a compiled library on random ids; with --onnx, "
+                    "onnxruntime on that model in a separate process (thread pools must not compete).")
+    p.add_argument("library", help="compiled .so")
+    p.add_argument("--onnx", default=None, help="ONNX model to compare against with onnxruntime")
+    p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: the library's num-cores)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _onnx_path(model: str, seq_len: int = 128) -> Path:
+    path = Path(model)
+    if path.is_dir():
+        from .export import export_hf
+
+        out = path.with_name(path.name + ".onnx") if not (path / "model.onnx").exists() else path / "model.onnx"
+        print(f"exporting the Hugging Face model {path} to {out}")
+        return export_hf(path, out, seq_len=seq_len)
+    return path
+
+
+def _cmd_prune(args) -> None:
+    from .prune import format_report, prune_file, report_path
+
+    report = prune_file(_onnx_path(args.model), args.output, args.sparsity)
+    print(format_report(report))
+    print(f"wrote {args.output} and {report_path(args.output)}")
+
+
+def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
+    from .calibrate import random_samples
+
+    if args.calib is None:
+        print("calibrating on random token ids (pass --calib for real text)")
+        return random_samples(static, batch, seq_len)
+    if args.calib.endswith(".npz"):
+        data = np.load(args.calib)
+        n = data["input_ids"].shape[0]
+        return [{k: data[k][i:i + batch] for k in data.files} for i in range(0, n - batch + 1, batch)]
+    from .text import tokenize
+
+    lines = [x.strip() for x in Path(args.calib).read_text().splitlines() if x.strip()]
+    enc = tokenize(args.tokenizer, lines, seq_len)
+    return [{k: v[i:i + batch] for k, v in enc.items()} for i in range(0, len(lines) - batch + 1, batch)]
+
+
+def _options(args):
+    from . import calibrate, importer
+    from .compile import CompileOptions
+
+    model = importer.load_onnx(args.model)
+    calib = None
+    if args.precision == "int8":
+        static = importer.static_model(model, args.batch, args.seq_len)
+        calib = calibrate.calibrate(static, _samples(args, static, args.batch, args.seq_len),
+                                    method=args.calib_method)
+    opts = CompileOptions(batch=args.batch, seq_len=args.seq_len, precision=args.precision,
+                          target=json.loads(args.target) if args.target else None, trials=args.trials,
+                          work_dir=args.work_dir, calibration=calib,
+                          threshold=getattr(args, "threshold", None))
+    return model, opts
+
+
+def _cmd_tune(args) -> None:
+    from . import importer, rewrite, tune
+    from .compile import make_target
+
+    model, opts = _options(args)
+    target = make_target(opts.target)
+    mod, _ = importer.to_relax(model, args.batch, args.seq_len)
+    mod, _ = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration)
+    tune.tune(mod, target, args.work_dir, args.trials)
+
+
+def _cmd_compile(args) -> None:
+    from .compile import compile_model
+
+    args.model = str(_onnx_path(args.model, args.seq_len))
+    model, opts = _options(args)
+    compile_model(model, args.output, opts)
+
+
+def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> dict:
+    if npz:
+        return dict(np.load(npz))
+    if text:
+        from .text import tokenize
+
+        return tokenize(tokenizer, [text] * model.shape[0], model.shape[1])
+    limit = model.metadata.input_limits.get("input_ids", 1000)
+    return {"input_ids": np.random.default_rng(0).integers(0, limit, model.shape)}
+
+
+def _cmd_run(args) -> None:
+    from ..runtime.model import load
+
+    model = load(args.library)
+    print(model)
+    out = model(**_inputs(model, args.npz, args.text, args.tokenizer))
+    print(f"hidden state {out.shape} {out.dtype}: mean {out.mean():.5f} std {out.std():.5f}")
+    print(out[0, :2, :6])
+    if args.save:
+        np.save(args.save, out)
+
+
+def _cmd_bench(args) -> None:
+    from .bench import bench_library, bench_onnxruntime
+
+    lib = bench_library(args.library, runs=args.runs, threads=args.threads)
+    print(f"tvm-sparse  {args.library}: median {lib['median_ms']:.3f} ms, p90 {lib['p90_ms']:.3f} ms "
+          f"({lib['threads']} threads)")
+    if args.onnx:
+        ort = bench_onnxruntime(args.onnx, lib["batch"], lib["seq_len"], runs=args.runs, threads=lib["threads"])
+        print(f"onnxruntime {args.onnx}: median {ort['median_ms']:.3f} ms, p90 {ort['p90_ms']:.3f} ms; "
+              f"speed-up {ort['median_ms'] / lib['median_ms']:.2f}x")

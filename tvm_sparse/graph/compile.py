@@ -1,0 +1,144 @@
+"""Whole model -> ONE shared library (``.so``) plus a JSON metadata file beside it.
+
+Pipeline: import (fixed B, L) -> swap Linears for kernels -> tune the rest (MetaSchedule) -> legalize,
+fuse, apply the database -> refuse anything left unscheduled -> build -> ``export_library``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import tvm
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+
+from .. import __version__
+from ..runtime import cpu
+from ..runtime.metadata import Metadata, metadata_path
+from ..runtime.model import _sha256
+from . import calibrate, importer, rewrite, tune
+from .errors import GraphError
+from .linear import is_scheduled
+from .policy import SPARSE_THRESHOLD
+from .vocab import input_limits
+
+DEFAULT_TARGET = {"kind": "llvm", "mcpu": "znver4", "num-cores": 1}
+
+
+@dataclass
+class CompileOptions:
+    batch: int = 1
+    seq_len: int = 128
+    precision: str = "int8"
+    target: dict | None = None
+    trials: int = 8
+    work_dir: str | Path = "tuning_logs/default"
+    calibration: dict[str, calibrate.ActQuant] | None = None
+    threshold: float | None = None
+    allow_untuned: bool = False  # tests only: untuned TVM code is 100x slower
+    use_library: bool = True  # False: reference Linear kernels, tuned by MetaSchedule with the graph
+
+
+def make_target(spec: dict | str | None) -> tvm.target.Target:
+    import json
+
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    spec = dict(spec or DEFAULT_TARGET)
+    spec.setdefault("num-cores", 1)
+    return tvm.target.Target(spec)
+
+
+def target_json(target: tvm.target.Target) -> dict:
+    keep = ("kind", "mcpu", "mtriple", "mattr", "num-cores")
+    out = {"kind": str(target.kind.name)}
+    for k in keep[1:]:
+        v = target.attrs.get(k)
+        if v is not None and v != "":
+            out[k] = int(v) if k == "num-cores" else (str(v) if isinstance(v, str) else [str(x) for x in v])
+    return out
+
+
+def _untuned(mod: tvm.IRModule) -> list[str]:
+    return [gv.name_hint for gv, f in mod.functions.items()
+            if isinstance(f, tvm.tirx.PrimFunc) and not is_scheduled(f)]
+
+
+def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Database | None,
+          allow_untuned: bool = False) -> relax.VMExecutable:
+    """Legalize/fuse as tuning did, apply the database, check, then lower and build."""
+    # tvm.relax.pipeline's dispatcher cannot find these in 0.27 (AttributeError): import them directly
+    from tvm.relax.backend.cpu_generic import pipeline as rp
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        mod = tune.lower_for_tuning(mod)
+        if database is not None:
+            with database:
+                mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        missing = _untuned(mod)
+        if missing and not allow_untuned:
+            raise GraphError(
+                f"{len(missing)} functions have no tuned schedule ({', '.join(sorted(missing)[:6])}"
+                f"{', ...' if len(missing) > 6 else ''}): tune with --trials N "
+                "(untuned code is ~100x slower)")
+        seq = tvm.transform.Sequential(rp.dataflow_lower_passes(target) + rp.finalize_passes(target))
+        mod = seq(mod)
+        return relax.build(mod, target=target, relax_pipeline=None)
+
+
+def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print) -> Metadata:
+    """Compile ``model`` into ``out`` (.so) and ``out``'s metadata; returns the metadata."""
+    target = make_target(opts.target)
+    static = importer.static_model(model, opts.batch, opts.seq_len)
+    mod, names = importer.to_relax(static, opts.batch, opts.seq_len)
+    calib = opts.calibration
+    if opts.precision == "int8" and calib is None:
+        raise GraphError("int8 needs calibration: pass calibration parameters (or use fp32)")
+    db = tune.open_database(Path(opts.work_dir) / "graph")
+    mod, layers = rewrite.swap_linears(mod, opts.precision, target, calib=calib,
+                                       names=rewrite.names_from_onnx(static), threshold=opts.threshold,
+                                       database=str(opts.work_dir), use_library=opts.use_library)
+    log(f"{len(layers)} Linear layers: {sum(x.sparse for x in layers)} sparse, "
+        f"{sum(not x.sparse for x in layers)} dense, {opts.precision}")
+    if opts.trials > 0:
+        os.environ["TVM_NUM_THREADS"] = str(target.attrs.get("num-cores", 1))
+        db = tune.tune(mod, target, Path(opts.work_dir) / "graph", opts.trials, log=log)
+    executable = build(mod, target, tune.union([db, *tune.shipped_databases()]), opts.allow_untuned)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    executable.export_library(str(out))
+    hidden = int(static.graph.output[0].type.tensor_type.shape.dim[-1].dim_value) or None
+    meta = Metadata(
+        version=__version__,
+        inputs=[{"name": n, "shape": [opts.batch, opts.seq_len], "dtype": importer.INPUT_DTYPE}
+                for n in names],
+        output={"name": importer.HIDDEN_OUTPUT, "shape": [opts.batch, opts.seq_len, hidden or
+                                                          layers[-1].shape[0]], "dtype": "float32"},
+        input_limits=input_limits(static),
+        target=target_json(target),
+        required_isa=cpu.required_isa(target_json(target)),
+        precision=opts.precision,
+        threshold=opts.threshold if opts.threshold is not None else SPARSE_THRESHOLD,
+        layers=rewrite.layer_dicts(layers),
+        library=out.name,
+        sha256=_sha256(out),
+    )
+    meta.save(metadata_path(out))
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {metadata_path(out).name}")
+    return meta
+
+
+def ort_reference(model: onnx.ModelProto, batch: int, seq_len: int,
+                  feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """onnxruntime on the exact model that gets compiled (fixed shapes, hidden state only)."""
+    from .errors import require
+
+    ort = require("onnxruntime", "compare", "the onnxruntime reference")
+    static = importer.static_model(model, batch, seq_len)
+    sess = ort.InferenceSession(static.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, {n: np.asarray(feeds[n], np.int64) for n in names})[0]

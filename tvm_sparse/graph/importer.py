@@ -1,0 +1,188 @@
+"""ONNX BERT-family encoder -> Relax IRModule with a fixed batch and sequence length.
+
+The model must take ``input_ids`` (and optionally ``attention_mask``, ``token_type_ids``) and produce the
+last hidden state ``[B, L, H]``. Other outputs (a pooler) are dropped. Symbolic input dimensions are
+fixed, then shape arithmetic is constant-folded: TVM's ONNX frontend cannot import the ``Shape`` ->
+``Reshape`` chains a dynamic-shape export contains (see docs/TVM-0.27-NOTES).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import tvm
+
+from .errors import GraphError, UnsupportedModelError
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_DTYPE = "int64"
+HIDDEN_OUTPUT = "last_hidden_state"
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Read an ONNX file (with external data if any) and check it is a well-formed model."""
+    path = Path(path)
+    if not path.is_file():
+        raise GraphError(f"no ONNX model at {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as err:  # onnx raises several unrelated types for a bad file
+        raise GraphError(f"{path} is not a valid ONNX model: {err}") from err
+    return model
+
+
+def supported_ops() -> set[str]:
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+    return set(_get_convert_map())
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    """Raise ``UnsupportedModelError`` naming every operator, input or output we cannot import."""
+    known = supported_ops()
+    bad = sorted(
+        {f"{n.domain}::{n.op_type}" if n.domain not in _ONNX_DOMAINS else n.op_type for n in model.graph.node
+         if n.domain not in _ONNX_DOMAINS or n.op_type not in known}
+    )
+    if bad:
+        raise UnsupportedModelError(
+            f"the model uses operators that TVM's ONNX importer does not support: {', '.join(bad)}. "
+            "Export it again with standard ONNX operators only (no onnxruntime-fused com.microsoft ops)."
+        )
+    names = graph_input_names(model)
+    if "input_ids" not in names:
+        raise UnsupportedModelError(
+            f"not a BERT-family encoder: it has no 'input_ids' input (inputs: {names})"
+        )
+    extra = [n for n in names if n not in INPUT_NAMES]
+    if extra:
+        raise UnsupportedModelError(
+            f"unsupported model inputs {extra}: only {list(INPUT_NAMES)} are supported"
+        )
+    hidden_output(model)
+
+
+def graph_input_names(model: onnx.ModelProto) -> list[str]:
+    inits = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits]
+
+
+def hidden_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The output holding the last hidden state: named so, else the only rank-3 output."""
+    outs = list(model.graph.output)
+    for o in outs:
+        if o.name == HIDDEN_OUTPUT:
+            return o
+    rank3 = [o for o in outs if len(o.type.tensor_type.shape.dim) == 3]
+    if len(rank3) != 1:
+        raise UnsupportedModelError(
+            f"cannot tell which output is the last hidden state [B, L, H]: outputs "
+            f"{[o.name for o in outs]}; name it {HIDDEN_OUTPUT!r}"
+        )
+    return rank3[0]
+
+
+def _drop_other_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    keep = hidden_output(model).name
+    if len(model.graph.output) == 1:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    kept = [o for o in model.graph.output if o.name == keep]
+    del model.graph.output[:]
+    model.graph.output.extend(kept)
+    return _prune_dead_nodes(model)
+
+
+def _prune_dead_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove nodes (and initializers) the outputs do not depend on."""
+    needed = {o.name for o in model.graph.output}
+    live = []
+    for node in reversed(model.graph.node):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(node.input)
+    live.reverse()
+    del model.graph.node[:]
+    model.graph.node.extend(live)
+    inits = [i for i in model.graph.initializer if i.name in needed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
+    return model
+
+
+def make_static(model: onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelProto:
+    """Fix every input to ``[batch, seq_len]`` and fold the shape arithmetic that depended on it."""
+    if batch < 1 or seq_len < 1:
+        raise GraphError(f"batch and sequence length must be positive, got batch={batch} seq_len={seq_len}")
+    model = _drop_other_outputs(model)
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for inp in model.graph.input:
+        if inp.name not in INPUT_NAMES:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        if len(dims) != 2:
+            raise UnsupportedModelError(f"input {inp.name!r} must be 2-D [batch, seq], has rank {len(dims)}")
+        for dim, value in zip(dims, (batch, seq_len), strict=True):
+            if dim.HasField("dim_value") and dim.dim_value != value:
+                raise GraphError(
+                    f"the model fixes {inp.name!r} to {[d.dim_value for d in dims]}; asked for "
+                    f"[{batch}, {seq_len}]: export it with dynamic axes or use its own shape"
+                )
+            dim.ClearField("dim_param")
+            dim.dim_value = value
+    return fold_constants(model) if any(n.op_type == "Shape" for n in model.graph.node) else model
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Constant-fold with onnxscript's optimizer (ships with torch's exporter) or onnxruntime."""
+    try:
+        import onnxscript.optimizer as oso
+
+        return oso.optimize(model)
+    except ImportError:
+        pass
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise GraphError(
+            "the model has dynamic shape arithmetic (Shape ops) that must be constant-folded for TVM: "
+            "pip install onnxscript (or onnxruntime), or export the model with static shapes"
+        ) from err
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        # BASIC = constant folding and standard-op rewrites only: no com.microsoft fused ops
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = f"{tmp}/folded.onnx"
+        ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return onnx.load(f"{tmp}/folded.onnx")
+
+
+def to_relax(model: onnx.ModelProto, batch: int, seq_len: int) -> tuple[tvm.IRModule, list[str]]:
+    """Import into Relax; returns the module (weights bound as constants) and its input names in order."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    check_supported(model)
+    static = make_static(model, batch, seq_len)
+    names = graph_input_names(static)
+    try:
+        mod = from_onnx(
+            static,
+            shape_dict={n: (batch, seq_len) for n in names},
+            dtype_dict={n: INPUT_DTYPE for n in names},
+            keep_params_in_input=False,
+        )
+    except Exception as err:
+        raise UnsupportedModelError(f"TVM's ONNX importer failed on this model: {err}") from err
+    return mod, names
+
+
+def static_model(path_or_model: str | Path | onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelProto:
+    """The ONNX model exactly as compiled (fixed shapes, folded, hidden state only), e.g. for onnxruntime."""
+    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else load_onnx(path_or_model)
+    check_supported(model)
+    return make_static(model, batch, seq_len)

@@ -1,0 +1,190 @@
+"""The swap: every Linear of the Relax graph becomes ``call_tir`` to a sparse or dense kernel.
+
+Matched (what TVM's ONNX frontend emits for a BERT exported by torch's dynamo exporter):
+  ``add(matmul(x, W), b)``            W constant ``[K, N]``, or ``permute_dims(W[N, K])`` (torch frontend)
+  ``matmul(x, W)``                    a Linear without bias
+  ``gelu(L)`` / ``gelu(reshape(L))``  fused GELU (ONNX ``Gelu``, opset 20)
+  ``L * (erf(L / c) + 1) * 0.5``      GELU decomposed by older exporters
+Activations enter and leave the kernel as ``[B*L, H]`` (reshapes around the call).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+from ..format import bsr4x1
+from .calibrate import ActQuant, weight_key
+from .errors import GraphError
+from .linear import LinearSpec, build
+from .policy import use_sparse
+
+PRECISIONS = ("int8", "fp32")
+
+
+@dataclass
+class LayerChoice:
+    """One rewritten Linear, for the metadata and the report."""
+
+    name: str
+    shape: list[int]  # [N, K]
+    block_sparsity: float
+    sparse: bool
+    gelu: bool
+    precision: str
+    kernel: str  # the PrimFunc's name in the module
+
+
+def _linear_patterns():
+    x = wildcard()
+    w = is_const()
+    weight = w | is_op("relax.permute_dims")(w)
+    mm = is_op("relax.matmul")(x, weight)
+    b = is_const()
+    lin = is_op("relax.add")(mm, b) | is_op("relax.add")(b, mm)
+    return x, w, b, mm, lin
+
+
+def _array(const: relax.Expr) -> np.ndarray:
+    return const.value.numpy()
+
+
+def _shape(expr: relax.Expr) -> list[int]:
+    return [int(d) for d in expr.ty.shape]
+
+
+class _Rewriter:
+    def __init__(self, mod: tvm.IRModule, precision: str, target: tvm.target.Target,
+                 calib: dict[str, ActQuant] | None, names: dict[str, str], threshold: float | None,
+                 database, use_library: bool) -> None:
+        if precision not in PRECISIONS:
+            raise GraphError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "int8" and calib is None:
+            raise GraphError("int8 needs calibration parameters (calibrate.calibrate)")
+        self.bb = relax.BlockBuilder(mod)
+        self.precision, self.target, self.calib = precision, target, calib or {}
+        self.names, self.threshold, self.database = names, threshold, database
+        self.layers: list[LayerChoice] = []
+        self.recorded: set[str] = set()
+        self.use_library = use_library
+
+    def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
+        data = _array(w_const).astype(np.float32)
+        # matmul(x, W[K, N]) vs matmul(x, permute_dims(W[N, K]))
+        return np.ascontiguousarray(data.T) if matched.same_as(w_const) else data
+
+    def emit(self, x: relax.Expr, w_nk: np.ndarray, bias: np.ndarray | None, gelu: bool,
+             out_shape: list[int]) -> relax.Expr:
+        n, k = w_nk.shape
+        x_shape = _shape(x)
+        if x_shape[-1] != k:
+            raise GraphError(f"Linear input {x_shape} does not match its weight [N={n}, K={k}]")
+        m = int(np.prod(x_shape[:-1]))
+        key = weight_key(w_nk)
+        sparse = use_sparse(w_nk, self.threshold)
+        act = self.calib.get(key) if self.precision == "int8" else None
+        if self.precision == "int8" and act is None:
+            raise GraphError(f"no calibration for the Linear {self.names.get(key, key)}: calibrate this "
+                             "exact model (the weights must match)")
+        spec = LinearSpec(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
+                          act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
+        built = build(spec, m, self.target, self.database, self.use_library)
+        self._record(key, w_nk, sparse, gelu, built is not None)
+        if built is None:
+            return None  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
+        func, consts = built
+        # opaque: FuseOps must not merge the kernel with its neighbours
+        func = func.with_attr("op_pattern", 8)
+        tag = f"{'sparse' if sparse else 'dense'}_{self.precision}{'_gelu' if gelu else ''}_m{m}_n{n}_k{k}"
+        # the module symbol must be unique: a TE func is called "main"; same-shape kernels share one
+        gv = self.bb.add_func(func.with_attr("global_symbol", f"linear_{tag}"), f"linear_{tag}")
+        x2 = x if len(x_shape) == 2 else relax.op.reshape(x, (m, k))
+        y = relax.call_tir(gv, [x2, *[relax.const(c) for c in consts]],
+                           relax.TensorType((m, n), "float32"))
+        self.layers[-1].kernel = gv.name_hint
+        return y if list(out_shape) == [m, n] else relax.op.reshape(y, out_shape)
+
+    def _record(self, key: str, w_nk: np.ndarray, sparse: bool, gelu: bool, kernel: bool) -> None:
+        if key in self.recorded:  # a Linear left to Relax is seen again by the no-bias pattern
+            return
+        self.recorded.add(key)
+        self.layers.append(LayerChoice(
+            name=self.names.get(key, f"linear_{len(self.layers)}"), shape=list(w_nk.shape),
+            block_sparsity=bsr4x1.block_sparsity(w_nk), sparse=sparse and kernel, gelu=gelu,
+            precision=self.precision, kernel="" if kernel else "relax (MetaSchedule)"))
+
+    def run(self, func: relax.Function) -> relax.Function:
+        x, w, b, mm, lin = _linear_patterns()
+        reshaped = is_op("relax.reshape")(lin, wildcard())
+        gelu_op = is_op("relax.nn.gelu")(lin) | is_op("relax.nn.gelu")(reshaped)
+        c1, c2, c3 = is_const(), is_const(), is_const()
+        erf = is_op("relax.erf")(is_op("relax.divide")(lin, c1))
+        gelu_erf = is_op("relax.multiply")(is_op("relax.multiply")(lin, is_op("relax.add")(erf, c2)), c3)
+
+        def linear(expr, m, gelu=False):
+            bias = _array(m[b]).astype(np.float32).reshape(-1)
+            w_nk = self.weight_nk(m[mm].args[1], m[w])
+            if bias.shape[0] != w_nk.shape[0]:
+                return expr  # an add that is not a per-channel bias
+            y = self.emit(m[x], w_nk, bias, gelu, _shape(expr))
+            return expr if y is None else y
+
+        def on_gelu_erf(expr, m):
+            consts = [float(_array(m[c])) if _array(m[c]).size == 1 else None for c in (c1, c2, c3)]
+            if None in consts or not np.allclose(consts, [math.sqrt(2.0), 1.0, 0.5], rtol=1e-3):
+                return expr
+            return linear(expr, m, gelu=True)
+
+        func = rewrite_call(gelu_op, lambda e, m: linear(e, m, gelu=True), func)
+        func = rewrite_call(gelu_erf, on_gelu_erf, func)
+        func = rewrite_call(lin, linear, func)
+        xb, wb = wildcard(), is_const()
+        mm_only = is_op("relax.matmul")(xb, wb | is_op("relax.permute_dims")(wb))
+
+        def no_bias(expr, m):
+            if len(_array(m[wb]).shape) != 2:
+                return expr
+            w_nk = self.weight_nk(m[mm_only].args[1], m[wb])
+            y = self.emit(m[xb], w_nk, None, False, _shape(expr))
+            return expr if y is None else y
+
+        return rewrite_call(mm_only, no_bias, func)
+
+
+def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,
+                 calib: dict[str, ActQuant] | None = None, names: dict[str, str] | None = None,
+                 threshold: float | None = None, database=None, use_library: bool = True
+                 ) -> tuple[tvm.IRModule, list[LayerChoice]]:
+    """Rewrite every Linear of ``mod["main"]``; returns the new module and one record per layer.
+
+    ``names`` maps ``weight_key`` to a readable layer name (``names_from_onnx``), ``calib`` maps it to
+    the u8 parameters of the layer's input (required for int8). ``database``: the kernel library's
+    record directory. ``use_library=False`` forces the reference kernels (tests, comparisons).
+    """
+    names = names or {}
+    rw = _Rewriter(mod, precision, target, calib, names, threshold, database, use_library)
+    new_main = rw.run(mod["main"])
+    if not rw.layers:
+        raise GraphError("found no Linear layer (matmul with a constant weight) in the graph")
+    order = {key: i for i, key in enumerate(names.values())}
+    rw.layers.sort(key=lambda x: order.get(x.name, len(order)))  # graph order, not match order
+    out = rw.bb.get()
+    out["main"] = new_main
+    return relax.transform.DeadCodeElimination(["main"])(out), rw.layers
+
+
+def names_from_onnx(model) -> dict[str, str]:
+    """``weight_key`` -> layer name (the torch module path when the exporter recorded it)."""
+    from .linears import find_linears
+
+    inits = {i.name: i for i in model.graph.initializer}
+    return {weight_key(lin.read(inits)): lin.name for lin in find_linears(model)}
+
+
+def layer_dicts(layers: list[LayerChoice]) -> list[dict]:
+    return [asdict(x) for x in layers]

@@ -1,0 +1,147 @@
+"""MetaSchedule tuning of everything the kernel library does not cover (attention matmuls, softmax,
+LayerNorm, embeddings, reshapes, and any reference Linear kernel).
+
+One JSON database per directory. Tasks are keyed by their fused TIR structure, so the 12 identical
+LayerNorms of a BERT are one task and a record serves every layer of the same shape, in this model
+and the next. Tuning goes task by task: progress is printed, and a task that already holds ``trials``
+measured records in the database is skipped (resume after an interruption).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+
+from .linear import is_scheduled
+
+BUILD_TIMEOUT_S = 180.0
+RUN_TIMEOUT_S = 60.0
+EVALUATOR = ms.runner.EvaluatorConfig(number=10, repeat=3, min_repeat_ms=20, enable_cpu_cache_flush=False)
+
+
+def build_func(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
+    """Builder hook: a runtime Module straight from TIR (the default one times out, see the notes)."""
+    return tvm.tirx.build(mod, target=target)
+
+
+def alloc_args(device, args_info, alloc_repeat: int):
+    """Runner hook: integer tensors are zeros (valid indices for ``take``/``gather_nd``, whose fast
+    mode has no bounds check), float tensors random."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(alloc_repeat):
+        args = []
+        for info in args_info:
+            _, dtype, shape = info
+            if dtype.startswith(("int", "uint", "bool")):
+                arr = np.zeros(shape, dtype=dtype)
+            else:
+                arr = rng.standard_normal(shape).astype(dtype)
+            args.append(tvm.runtime.tensor(arr, device))
+        out.append(args)
+    return out
+
+
+def open_database(work_dir: str | Path) -> ms.database.JSONDatabase:
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return ms.database.JSONDatabase(work_dir=str(work_dir), module_equality="structural")
+
+
+def lower_for_tuning(mod: tvm.IRModule) -> tvm.IRModule:
+    """Legalize and fuse, exactly as the compile pipeline does (so database keys match)."""
+    return relax.get_pipeline("zero")(mod)
+
+
+def extract(mod: tvm.IRModule, target: tvm.target.Target) -> list:
+    """The tasks still to schedule: the kernel library's functions are excluded (already scheduled)."""
+    tasks = ms.relax_integration.extract_tasks(lower_for_tuning(mod), target)
+    return [t for t in tasks if not is_scheduled(t.dispatched[0]["main"])]
+
+
+def _quiet_console() -> None:
+    """MetaSchedule's per-trial INFO logs stay in work_dir/logs; the console gets our progress lines."""
+    for name, logger in logging.root.manager.loggerDict.items():
+        if name.startswith("tvm.s_tir.meta_schedule") and isinstance(logger, logging.Logger):
+            for h in logger.handlers:
+                if type(h) is logging.StreamHandler:
+                    h.setLevel(logging.WARNING)
+
+
+class Progress:
+    """Trials already spent per task (a task whose space holds fewer distinct candidates than the
+    budget never reaches ``trials`` records, so the record count alone cannot tell it is done)."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.path = work_dir / "progress.json"
+        self.spent: dict[str, int] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    @staticmethod
+    def key(task) -> str:
+        return f"{task.task_name}:{tvm_ffi.structural_hash(task.dispatched[0]):x}"
+
+    def get(self, task) -> int:
+        return self.spent.get(self.key(task), 0)
+
+    def add(self, task, trials: int) -> None:
+        self.spent[self.key(task)] = self.get(task) + trials
+        self.path.write_text(json.dumps(self.spent, indent=1))
+
+
+def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, trials: int,
+         log=print) -> ms.database.Database:
+    """Tune every task of ``mod`` to ``trials`` measured candidates each; returns the database."""
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    os.environ.setdefault("TVM_NUM_THREADS", str(target.attrs.get("num-cores", 1)))
+    work_dir = Path(work_dir)
+    tasks = extract(mod, target)
+    db = open_database(work_dir)
+    total_w = sum(t.weight for t in tasks)
+    log(f"tuning {len(tasks)} tasks ({total_w} calls) at {trials} trials each into {work_dir}")
+    builder = ms.builder.LocalBuilder(f_build=build_func, timeout_sec=BUILD_TIMEOUT_S, max_workers=1)
+    runner = ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S, evaluator_config=EVALUATOR,
+                                   f_alloc_argument=alloc_args)
+    t0 = time.time()
+    progress = Progress(work_dir)
+    for i, task in enumerate(tasks, 1):
+        have = progress.get(task)
+        if have >= trials:
+            log(f"[{i}/{len(tasks)}] {task.task_name}: {have} trials already in the database, skipped")
+            continue
+        log(f"[{i}/{len(tasks)}] {task.task_name} (x{task.weight}): tuning {trials - have} trials")
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            [task], str(work_dir / "logs"), num_threads=1)
+        _quiet_console()
+        ms.tune.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(work_dir / "logs"),
+            max_trials_global=trials - have, max_trials_per_task=trials - have,
+            num_trials_per_iter=min(64, max(4, trials - have)),
+            builder=builder, runner=runner, database=db, task_scheduler="round-robin",
+        )
+        progress.add(task, trials - have)
+        best = db.get_top_k(db.commit_workload(task.dispatched[0]), 1)
+        cost = f"{np.mean([float(c) for c in best[0].run_secs]) * 1e6:.1f} us" if best else "no valid"
+        log(f"[{i}/{len(tasks)}] done, best {cost}, {time.time() - t0:.0f} s elapsed")
+    return db
+
+
+def shipped_databases(root: Path | None = None) -> list[ms.database.Database]:
+    """Every JSON database under ``schedules/`` (the records shipped with the project)."""
+    root = root or Path(__file__).resolve().parents[2] / "schedules"
+    if not root.is_dir():
+        return []
+    return [open_database(p.parent) for p in sorted(root.rglob("database_workload.json"))]
+
+
+def union(databases: list[ms.database.Database]) -> ms.database.Database:
+    return databases[0] if len(databases) == 1 else ms.database.UnionDatabase(*databases)
