@@ -106,3 +106,42 @@ def _dense_vnni_impl(
 
 
 TensorIntrin.register(DENSE_VNNI_INTRIN, _dense_vnni_desc, _dense_vnni_impl, override=True)
+
+
+# 16x16 byte transpose: the X[M, K] -> XT[K, M] stage of the kernels' row-major layout. Written as
+# one 256-byte shuffle of 16 row loads, which LLVM lowers to a few vpermt2b per 64 bytes; left to
+# itself it vectorizes a strided copy into one load or insert per byte.
+TRANSPOSE_16X16_INTRIN = "tvm_sparse_transpose_u8_16x16"
+
+
+@T.prim_func(s_tir=True)
+def _transpose_desc(a: T.handle, b: T.handle) -> None:
+    sa = T.int32()
+    sb = T.int32()
+    A = T.match_buffer(a, (16, 16), "uint8", offset_factor=1, strides=[sa, 1])
+    B = T.match_buffer(b, (16, 16), "uint8", offset_factor=1, strides=[sb, 1])
+    with T.sblock("root"):
+        T.reads(A[0:16, 0:16])
+        T.writes(B[0:16, 0:16])
+        for i, j in T.grid(16, 16):
+            with T.sblock("transpose"):
+                vi, vj = T.axis.remap("SS", [i, j])
+                B[vi, vj] = A[vj, vi]
+
+
+@T.prim_func(s_tir=True)
+def _transpose_impl(a: T.handle, b: T.handle) -> None:
+    sa = T.int32()
+    sb = T.int32()
+    A = T.match_buffer(a, (16, 16), "uint8", offset_factor=1, strides=[sa, 1])
+    B = T.match_buffer(b, (16, 16), "uint8", offset_factor=1, strides=[sb, 1])
+    with T.sblock("root"):
+        T.reads(A[0:16, 0:16])
+        T.writes(B[0:16, 0:16])
+        for i in T.unroll(16):
+            B[i, T.ramp(0, 1, 16)] = T.Shuffle(
+                [A.vload([r, 0], "uint8x16") for r in range(16)], [T.int32(j * 16) + i for j in range(16)]
+            )
+
+
+TensorIntrin.register(TRANSPOSE_16X16_INTRIN, _transpose_desc, _transpose_impl, override=True)

@@ -3,8 +3,9 @@
 What is computed, not how: the schedule (``tvm_sparse.schedule``) decides tiling, order and the
 VNNI tensorization. Stages, in order:
 
-  transpose  XT[k, m]            tokens become the contiguous axis (the VNNI lanes); M is
-                                 zero-padded to a multiple of 16 so any M works
+  pad        Xq                  input quantized (if fp32) and zero-padded to whole 16-token
+                                 vectors, so any M works
+  transpose  XT[k, m]            tokens become the contiguous axis (the VNNI lanes)
   gather     G[r, t, j, m]       the 4 activation rows tile t of block row r needs
   spmm       acc[r, o, m]        sum over tiles of G x the tile's 4x4 weights (u8 x s8 -> s32)
   epilogue   Y[m, n]             s32 as is, or dequantized (+ bias, + GELU), or requantized to u8
@@ -69,18 +70,26 @@ def sparse_int8(
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, y_shape, out_dtype)
+        Xq = T.sblock_alloc_buffer((k, mp) if transposed else (mp, k), "uint8")
         XT = T.sblock_alloc_buffer((k, mp), "uint8")
         G = T.sblock_alloc_buffer((nb, tmax, 4, mp), "uint8")
         acc = T.sblock_alloc_buffer((nb, 4, mp), "int32")
+        for i0, i1 in T.grid(k if transposed else mp, mp if transposed else k):
+            with T.sblock("pad"):  # (quantized,) zero-padded to whole 16-token vectors
+                v0, v1 = T.axis.remap("SS", [i0, i1])
+                if transposed:
+                    Xq[v0, v1] = ep.to_u8(X[v0, v1], Qin, quantize_input)
+                else:
+                    Xq[v0, v1] = T.if_then_else(
+                        v0 < m, ep.to_u8(X[T.min(v0, m - 1), v1], Qin, quantize_input), T.uint8(0)
+                    )
         for kk, mm in T.grid(k, mp):
             with T.sblock("transpose"):
                 vk, vm = T.axis.remap("SS", [kk, mm])
                 if transposed:
-                    XT[vk, vm] = ep.to_u8(X[vk, vm], Qin, quantize_input)
+                    XT[vk, vm] = Xq[vk, vm]
                 else:
-                    XT[vk, vm] = T.if_then_else(
-                        vm < m, ep.to_u8(X[T.min(vm, m - 1), vk], Qin, quantize_input), T.uint8(0)
-                    )
+                    XT[vk, vm] = Xq[vm, vk]
         for r, t, j, mm in T.grid(nb, tmax, 4, mp):
             with T.sblock("gather"):
                 vr, vt, vj, vm = T.axis.remap("SSSS", [r, t, j, mm])

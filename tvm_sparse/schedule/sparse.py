@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..kernels.intrin import SPARSE_VNNI_INTRIN
+from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_16X16_INTRIN
 
 Schedule = s_tir.Schedule
 
@@ -70,13 +70,35 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     sch.annotate(fused, "pragma_auto_unroll_max_step", unroll)
     sch.annotate(fused, "pragma_unroll_explicit", 1)
 
+    _schedule_layout_stages(sch, transposed)
+
+
+def _schedule_layout_stages(sch: Schedule, transposed: bool) -> None:
+    """The input stages: nothing to do in the [K, M] layout; else a contiguous pad/quantize pass
+    and a transpose in 16x16 byte tiles (one shuffle network each, not one insert per byte)."""
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     transpose = sch.get_sblock("transpose")
-    if transposed:  # the input already is XT: read it in place
+    if transposed:
         sch.compute_inline(transpose)
+        if "pad" in names:
+            sch.compute_inline(sch.get_sblock("pad"))
+        return
+    if "pad" in names:
+        pad = sch.get_sblock("pad")
+        p_m, p_k = sch.get_loops(pad)
+        sch.parallel(p_m)
+        sch.vectorize(p_k)
+    t_k, t_m = sch.get_loops(transpose)
+    k = int(sch.get(t_k).extent)
+    if _is_int8(sch) and k % 16 == 0:
+        ko, ki = sch.split(t_k, [None, 16])
+        mo, mi = sch.split(t_m, [None, 16])
+        sch.reorder(ko, mo, ki, mi)
+        sch.parallel(ko)
+        sch.tensorize(ki, TRANSPOSE_16X16_INTRIN)
     else:
-        tk, tm = sch.get_loops(transpose)
-        sch.parallel(tk)
-        sch.vectorize(tm)
+        sch.parallel(t_k)
+        sch.vectorize(t_m)
 
 
 def _is_int8(sch: Schedule) -> bool:

@@ -7,6 +7,8 @@ itself from the database and skips traces it has measured).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import tempfile
 import time
@@ -77,6 +79,22 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         )
 
 
+@contextlib.contextmanager
+def _ms_logging():
+    """MetaSchedule rebuilds its logging config from the handlers on its logger, by name, and
+    crashes on an unnamed one (pytest's capture handler, a user's basicConfig): detach those while
+    tuning, restore after."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    unnamed = [h for h in logger.handlers if h.get_name() is None]
+    for h in unnamed:
+        logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in unnamed:
+            logger.addHandler(h)
+
+
 def tune(
     key: KernelKey,
     target: tvm.target.Target,
@@ -97,7 +115,7 @@ def tune(
         callbacks = ms.measure_callback.MeasureCallback.create("default")
         if not quiet:
             callbacks = [*callbacks, _Progress(key.name, trials, before)]
-        with tempfile.TemporaryDirectory(prefix="tvm_sparse_tune_") as work_dir:
+        with _ms_logging(), tempfile.TemporaryDirectory(prefix="tvm_sparse_tune_") as work_dir:
             ms.tune_tir(
                 mod,
                 target,
