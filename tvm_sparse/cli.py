@@ -46,7 +46,8 @@ def _cmd_tune_kernel(args: argparse.Namespace) -> int:
 
     bucket = sparsity_bucket(args.sparsity) if args.kind.startswith("sparse") else 0
     key = KernelKey(args.kind, args.m, args.k, args.n, bucket, transposed=args.transposed)
-    res = tune(key, resolve(args.target, args.threads), args.trials, db_root=args.db)
+    rpc = (args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
+    res = tune(key, resolve(args.target, args.threads), args.trials, db_root=args.db, rpc=rpc)
     print(f"{key.name}: {res.trials_after} trials in {res.db_path}, best {res.best_us} us")
     return 0
 
@@ -79,6 +80,8 @@ def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sparsity", type=float, default=0.9)
     t.add_argument("--transposed", action="store_true", help="the [K, M] activation layout")
     t.add_argument("--trials", type=int, default=64)
+    t.add_argument("--rpc-tracker", help="HOST:PORT of a TVM RPC tracker: measure on its servers")
+    t.add_argument("--rpc-key", default="xeon", help="device key the servers registered under (default xeon)")
     t.set_defaults(func=_cmd_tune_kernel)
 
 

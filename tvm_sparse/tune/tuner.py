@@ -79,6 +79,14 @@ class _Progress(ms.measure_callback.PyMeasureCallback):
         )
 
 
+def _runner(arrays, rpc: tuple[str, str] | None) -> ms.runner.Runner:
+    if rpc is None:
+        return local_runner(arrays)
+    from .rpc import rpc_runner
+
+    return rpc_runner(rpc[0], rpc[1], arrays)
+
+
 @contextlib.contextmanager
 def _ms_logging():
     """MetaSchedule rebuilds its logging config from the handlers on its logger, by name, and
@@ -103,8 +111,11 @@ def tune(
     runner: ms.runner.Runner | None = None,
     seed: int | None = None,
     quiet: bool = False,
+    rpc: tuple[str, str] | None = None,
 ) -> TuneResult:
-    """Tune ``key`` up to ``trials`` measured candidates in total (earlier runs included)."""
+    """Tune ``key`` up to ``trials`` measured candidates in total (earlier runs included).
+
+    ``rpc=(tracker HOST:PORT, key)`` measures on the RPC servers registered under that key."""
     func, arrays = canonical(key)
     mod = tvm.IRModule({"main": func})
     path = db_path(db_root, target)
@@ -123,7 +134,7 @@ def tune(
                 max_trials_global=remaining,
                 num_trials_per_iter=min(32, remaining),
                 builder=local_builder(),
-                runner=runner or local_runner(arrays),
+                runner=runner or _runner(arrays, rpc),
                 database=db,
                 cost_model="xgb",
                 measure_callbacks=callbacks,
