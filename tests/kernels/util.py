@@ -2,14 +2,18 @@ import numpy as np
 import tvm
 from tvm import s_tir
 
-from tvm_sparse.schedule.narrow import narrow_tile_loops
+from tvm_sparse.schedule.narrow import finalize
+from tvm_sparse.schedule.sparse import schedule_layout_stages
 
 
 def build(func, sketch, knobs, target, narrow=True):
     sch = s_tir.Schedule(func)
     sketch(sch, knobs)
     f = sch.mod["main"]
-    return tvm.tirx.build(narrow_tile_loops(f) if narrow else f, target=target)
+    if narrow:
+        return tvm.tirx.build(finalize(f), target=target)
+    schedule_layout_stages(sch)  # everything but the narrowing
+    return tvm.tirx.build(sch.mod["main"], target=target)
 
 
 def run(lib, *arrays):

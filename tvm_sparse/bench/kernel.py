@@ -24,8 +24,8 @@ from ..tune.tuner import tune
 from ..tune.workload import KernelKey, sparsity_bucket
 from .peak import vnni_peak_macs
 
-BERT_SHAPES = [(256, 256), (256, 1024), (1024, 256), (768, 768), (768, 3072), (3072, 768),
-               (1024, 1024), (1024, 4096), (4096, 1024)]  # (K, N)
+BERT_SHAPES = [(768, 768), (768, 3072), (3072, 768), (256, 256), (256, 1024), (1024, 256),
+               (1024, 1024), (1024, 4096), (4096, 1024)]  # (K, N): bert-base first, then mini, large
 SWEEP_SPARSITIES = (0.7, 0.8, 0.9)
 
 

@@ -1,4 +1,4 @@
-"""``tvm-sparse prune | tune | compile | run | bench``: the graph-side subcommands.
+"""``tvm-sparse prune | tune | compile | run | bench | bench-e2e``: the graph-side subcommands.
 
 ``add_commands(subparsers)`` registers them on the top-level parser (tvm_sparse/cli.py).
 """
@@ -110,6 +110,71 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+    p = subparsers.add_parser(
+        "bench-e2e", help="end-to-end benchmark: BERTs x sparsities x threads against onnxruntime",
+        description="Builds (or reuses, under --out) bert-mini, the real all-MiniLM-L6-v2 and bert-base at each "
+                    "4x1 sparsity, compiles this project's int8 library and its all-dense int8 path, "
+                    "quantizes the same pruned ONNX with onnxruntime's quantize_dynamic, and times each "
+                    "engine in its own process: median and p90 ms and ratios, in OUT/results.json and "
+                    "OUT/results.md. --throughput adds the paper's metric: the highest sequences/s whose p90 "
+                    "latency stays under a bound (bert-base: 50 ms), over --batches. Compiles use the "
+                    "shipped graph records (schedules/<mcpu>/graph) and --work-dir. Example: "
+                    "tvm-sparse bench-e2e --models bert-base --sparsities 0.9 --threads 1")
+    p.add_argument("--out", default="out/e2e", help="cache and results directory (default out/e2e)")
+    p.add_argument("--models", default=",".join(_e2e().MODELS),
+                   help="comma list of bert-mini, minilm (the real all-MiniLM-L6-v2), bert-base")
+    p.add_argument("--sparsities", default="0,0.8,0.9", help="comma list of 4x1 sparsities (default 0,0.8,0.9)")
+    p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
+    p.add_argument("--engines", default=",".join(_e2e().ENGINES),
+                   help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per engine (default 50)")
+    p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
+    p.add_argument("--trials", type=int, default=0,
+                   help="graph tuning trials per task at compile (default 0: shipped and --work-dir records)")
+    p.add_argument("--work-dir", default="tuning_logs/e2e", help="tuning database directory for compiles")
+    p.add_argument("--target", default="host", help="target preset or mcpu (default host); compiled for 1 core")
+    p.add_argument("--dense-per-sparsity", action="store_true",
+                   help="compile the dense path from each pruned model (default: once per model, from 0%%)")
+    p.add_argument("--throughput", default="",
+                   help="comma list of models for the throughput metric (tvm int8 vs onnxruntime int8)")
+    p.add_argument("--throughput-sparsity", type=float, default=0.9)
+    p.add_argument("--batches", default="1,2,4,8", help="batch sizes for --throughput (default 1,2,4,8)")
+    p.add_argument("--build-only", action="store_true", help="compile and cache everything, time nothing")
+    p.add_argument("--throughput-threads", type=int, default=1)
+    p.add_argument("--throughput-trials", default="0,0",
+                   help="HEAVY,LIGHT graph tuning trials per task for batch sizes other than 1, whose "
+                        "operators have no shipped records (default 0,0: shipped records only)")
+    p.set_defaults(func=_cmd_bench_e2e)
+
+
+def _e2e():
+    from . import bench_e2e
+
+    return bench_e2e
+
+
+def _csv(text: str, kind=str) -> tuple:
+    return tuple(kind(x) for x in text.split(",") if x.strip())
+
+
+def _cmd_bench_e2e(args) -> None:
+    e2e = _e2e()
+    for m in _csv(args.models) + _csv(args.throughput):
+        if m not in e2e.MODELS:
+            raise SystemExit(f"unknown model {m!r}: choose from {', '.join(e2e.MODELS)}")
+    for e in _csv(args.engines):
+        if e not in e2e.ENGINES:
+            raise SystemExit(f"unknown engine {e!r}: choose from {', '.join(e2e.ENGINES)}")
+    cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
+                     threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
+                     work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,
+                     throughput_models=_csv(args.throughput), throughput_sparsity=args.throughput_sparsity,
+                     throughput_batches=_csv(args.batches, int), throughput_threads=args.throughput_threads,
+                     throughput_trials=_csv(args.throughput_trials, int),
+                     engines=_csv(args.engines), build_only=args.build_only)
+    e2e.run(cfg, log=lambda *a: print(*a, flush=True))
+
+
 def _onnx_path(model: str, seq_len: int = 128) -> Path:
     path = Path(model)
     if path.is_dir():
@@ -169,9 +234,11 @@ def _cmd_tune(args) -> None:
 
     model, opts = _options(args)
     target = make_target(opts.target)
-    mod, _ = importer.to_relax(model, args.batch, args.seq_len)
-    mod, _ = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration)
-    tune.tune(mod, target, args.work_dir, args.trials)
+    static = importer.static_model(model, args.batch, args.seq_len)
+    mod, _ = importer.to_relax(static, args.batch, args.seq_len)
+    mod, _ = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
+                                  names=rewrite.names_from_onnx(static), database=str(args.work_dir))
+    tune.tune(mod, target, Path(args.work_dir) / "graph", args.trials)
 
 
 def _cmd_compile(args) -> None:

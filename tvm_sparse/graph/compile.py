@@ -35,7 +35,7 @@ class CompileOptions:
     seq_len: int = 128
     precision: str = "int8"
     target: dict | None = None
-    trials: int = 8
+    trials: int = 8  # per task; or a function of the task (tune.budget(heavy, light))
     work_dir: str | Path = "tuning_logs/default"
     calibration: dict[str, calibrate.ActQuant] | None = None
     threshold: float | None = None
@@ -104,10 +104,10 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
                                        database=str(opts.work_dir), use_library=opts.use_library)
     log(f"{len(layers)} Linear layers: {sum(x.sparse for x in layers)} sparse, "
         f"{sum(not x.sparse for x in layers)} dense, {opts.precision}")
-    if opts.trials > 0:
+    if callable(opts.trials) or opts.trials > 0:  # an int, or a per-task budget (tune.budget)
         os.environ["TVM_NUM_THREADS"] = str(target.attrs.get("num-cores", 1))
         db = tune.tune(mod, target, Path(opts.work_dir) / "graph", opts.trials, log=log)
-    executable = build(mod, target, tune.union([db, *tune.shipped_databases()]), opts.allow_untuned)
+    executable = build(mod, target, tune.union([db, *tune.shipped_databases(target)]), opts.allow_untuned)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     executable.export_library(str(out))

@@ -108,40 +108,69 @@ def _dense_vnni_impl(
 TensorIntrin.register(DENSE_VNNI_INTRIN, _dense_vnni_desc, _dense_vnni_impl, override=True)
 
 
-# 16x16 byte transpose: the X[M, K] -> XT[K, M] stage of the kernels' row-major layout. Written as
-# one 256-byte shuffle of 16 row loads, which LLVM lowers to a few vpermt2b per 64 bytes; left to
-# itself it vectorizes a strided copy into one load or insert per byte.
-TRANSPOSE_16X16_INTRIN = "tvm_sparse_transpose_u8_16x16"
+# 16x16 transposes: the layout changes of the row-major kernels (X[M, K] -> XT[K, M] in bytes,
+# YT[N, M] -> Y[M, N] in 32-bit words). Left to itself LLVM turns a strided copy into one load or
+# insert per element. Bytes: one 16-source shuffle per row, which LLVM lowers to vpermt2b well.
+# 32-bit words: 4 rounds of 2-source shuffles (round b swaps bit b of the row and column index),
+# one vpermt2d each: 4 per row instead of 16 inserts.
+TRANSPOSE_INTRIN = {"uint8": "tvm_sparse_transpose_u8_16x16", "int32": "tvm_sparse_transpose_i32_16x16",
+                    "float32": "tvm_sparse_transpose_f32_16x16"}  # names are in records: keep them
 
 
-@T.prim_func(s_tir=True)
-def _transpose_desc(a: T.handle, b: T.handle) -> None:
-    sa = T.int32()
-    sb = T.int32()
-    A = T.match_buffer(a, (16, 16), "uint8", offset_factor=1, strides=[sa, 1])
-    B = T.match_buffer(b, (16, 16), "uint8", offset_factor=1, strides=[sb, 1])
-    with T.sblock("root"):
-        T.reads(A[0:16, 0:16])
-        T.writes(B[0:16, 0:16])
-        for i, j in T.grid(16, 16):
-            with T.sblock("transpose"):
-                vi, vj = T.axis.remap("SS", [i, j])
-                B[vi, vj] = A[vj, vi]
+def _transpose_intrin(dtype: str):
+    vec = f"{dtype}x16"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle) -> None:
+        sa = T.int32()
+        sb = T.int32()
+        A = T.match_buffer(a, (16, 16), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (16, 16), dtype, offset_factor=1, strides=[sb, 1])
+        with T.sblock("root"):
+            T.reads(A[0:16, 0:16])
+            T.writes(B[0:16, 0:16])
+            for i, j in T.grid(16, 16):
+                with T.sblock("transpose"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    B[vi, vj] = A[vj, vi]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle) -> None:
+        sa = T.int32()
+        sb = T.int32()
+        A = T.match_buffer(a, (16, 16), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (16, 16), dtype, offset_factor=1, strides=[sb, 1])
+        with T.sblock("root"):
+            T.reads(A[0:16, 0:16])
+            T.writes(B[0:16, 0:16])
+            for i in T.unroll(16):
+                B[i, T.ramp(0, 1, 16)] = _transposed_row(A, i, vec)
+
+    return desc, impl
 
 
-@T.prim_func(s_tir=True)
-def _transpose_impl(a: T.handle, b: T.handle) -> None:
-    sa = T.int32()
-    sb = T.int32()
-    A = T.match_buffer(a, (16, 16), "uint8", offset_factor=1, strides=[sa, 1])
-    B = T.match_buffer(b, (16, 16), "uint8", offset_factor=1, strides=[sb, 1])
-    with T.sblock("root"):
-        T.reads(A[0:16, 0:16])
-        T.writes(B[0:16, 0:16])
-        for i in T.unroll(16):
-            B[i, T.ramp(0, 1, 16)] = T.Shuffle(
-                [A.vload([r, 0], "uint8x16") for r in range(16)], [T.int32(j * 16) + i for j in range(16)]
-            )
+def _transposed_row(A, i, vec: str):
+    """Row ``i`` (a loop variable) of A^T as one expression of A's 16 row loads; LLVM shares the
+    parts common to all rows once the loop is unrolled."""
+    rows = [A.vload([r, 0], vec) for r in range(16)]
+    if vec.startswith("uint8"):
+        return T.Shuffle(rows, [T.int32(j * 16) + i for j in range(16)])
+    whole = T.Shuffle(_transpose_network(rows), [T.int32(x) for x in range(256)])  # rows of A^T, end to end
+    return T.Shuffle([whole], [i * 16 + c for c in range(16)])
 
 
-TensorIntrin.register(TRANSPOSE_16X16_INTRIN, _transpose_desc, _transpose_impl, override=True)
+def _transpose_network(rows: list) -> list:
+    for b in range(4):
+        d, new = 1 << b, list(rows)
+        for r in range(16):
+            if not r & d:  # lanes 0..15 pick from rows[r], 16..31 from rows[r + d]
+                lo = [c if not c & d else 16 + c - d for c in range(16)]
+                hi = [c + d if not c & d else 16 + c for c in range(16)]
+                new[r] = T.Shuffle([rows[r], rows[r + d]], [T.int32(x) for x in lo])
+                new[r + d] = T.Shuffle([rows[r], rows[r + d]], [T.int32(x) for x in hi])
+        rows = new
+    return rows
+
+
+for _dt, _name in TRANSPOSE_INTRIN.items():
+    TensorIntrin.register(_name, *_transpose_intrin(_dt), override=True)

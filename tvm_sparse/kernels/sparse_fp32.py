@@ -15,7 +15,6 @@ from .sparse_int8 import padded_m
 
 def sparse_fp32(m: int, k: int, n: int, gelu: bool = False, transposed: bool = False) -> tirx.PrimFunc:
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
-    m_valid = mp if transposed else m
     x_shape, y_shape = ((k, mp), (n, mp)) if transposed else ((m, k), (m, n))
 
     @T.prim_func(s_tir=True)
@@ -31,16 +30,25 @@ def sparse_fp32(m: int, k: int, n: int, gelu: bool = False, transposed: bool = F
         Values = T.match_buffer(values, (nt, 4, 4), "float32")
         Bias = T.match_buffer(bias, (n,), "float32")
         Y = T.match_buffer(y, y_shape, "float32")
+        Xp = T.sblock_alloc_buffer((k, mp) if transposed else (mp, k), "float32")
         XT = T.sblock_alloc_buffer((k, mp), "float32")
         G = T.sblock_alloc_buffer((nb, tmax, 4, mp), "float32")
         acc = T.sblock_alloc_buffer((nb, 4, mp), "float32")
+        YT = T.sblock_alloc_buffer((n, mp), "float32")
+        for i0, i1 in T.grid(k if transposed else mp, mp if transposed else k):
+            with T.sblock("pad"):
+                v0, v1 = T.axis.remap("SS", [i0, i1])
+                if transposed:
+                    Xp[v0, v1] = X[v0, v1]
+                else:
+                    Xp[v0, v1] = T.if_then_else(v0 < m, X[T.min(v0, m - 1), v1], T.float32(0))
         for kk, mm in T.grid(k, mp):
             with T.sblock("transpose"):
                 vk, vm = T.axis.remap("SS", [kk, mm])
                 if transposed:
-                    XT[vk, vm] = X[vk, vm]
+                    XT[vk, vm] = Xp[vk, vm]
                 else:
-                    XT[vk, vm] = T.if_then_else(vm < m, X[T.min(vm, m - 1), vk], T.float32(0))
+                    XT[vk, vm] = Xp[vm, vk]
         for r, t, j, mm in T.grid(nb, tmax, 4, mp):
             with T.sblock("gather"):
                 vr, vt, vj, vm = T.axis.remap("SSSS", [r, t, j, mm])
@@ -55,13 +63,18 @@ def sparse_fp32(m: int, k: int, n: int, gelu: bool = False, transposed: bool = F
                 with T.init():
                     acc[vr, vo, vm] = T.float32(0)
                 acc[vr, vo, vm] = acc[vr, vo, vm] + G[vr, vt, vj, vm] * Values[Indptr[vr] + vt, vo, vj]
-        for nn, mm in T.grid(n, m_valid):  # valid outputs only (see sparse_int8)
+        for nn, mm in T.grid(n, mp):  # stages as in sparse_int8
             with T.sblock("epilogue"):
                 vn, vm = T.axis.remap("SS", [nn, mm])
                 if transposed:
                     Y[vn, vm] = _out(acc[vn // 4, vn % 4, vm] + Bias[vn], gelu)
                 else:
-                    Y[vm, vn] = _out(acc[vn // 4, vn % 4, vm] + Bias[vn], gelu)
+                    YT[vn, vm] = _out(acc[vn // 4, vn % 4, vm] + Bias[vn], gelu)
+        if not transposed:
+            for mm, nn in T.grid(m, n):
+                with T.sblock("untranspose"):
+                    vm, vn = T.axis.remap("SS", [mm, nn])
+                    Y[vm, vn] = YT[vn, vm]
 
     return func
 

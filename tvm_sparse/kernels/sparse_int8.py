@@ -8,7 +8,9 @@ VNNI tensorization. Stages, in order:
   transpose  XT[k, m]            tokens become the contiguous axis (the VNNI lanes)
   gather     G[r, t, j, m]       the 4 activation rows tile t of block row r needs
   spmm       acc[r, o, m]        sum over tiles of G x the tile's 4x4 weights (u8 x s8 -> s32)
-  epilogue   Y[m, n]             s32 as is, or dequantized (+ bias, + GELU), or requantized to u8
+  epilogue   YT[n, m]            s32 as is, or dequantized (+ bias, + GELU), or requantized to u8,
+                                 vectorized over tokens while the accumulators are in registers
+  untranspose Y[m, n]            row-major layout only: back to rows, in 16x16 tiles
 
 The tile loop ``t`` is written with the static bound ``ceil(K/4)`` (the most tiles a block row can
 hold) so the block bindings stay affine; ``schedule.narrow_tile_loops`` replaces it with the row's
@@ -47,7 +49,6 @@ def sparse_int8(
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
-    m_valid = mp if transposed else m
     x_shape, y_shape = ((k, mp), (n, mp)) if transposed else ((m, k), (m, n))
 
     @T.prim_func(s_tir=True)
@@ -74,6 +75,7 @@ def sparse_int8(
         XT = T.sblock_alloc_buffer((k, mp), "uint8")
         G = T.sblock_alloc_buffer((nb, tmax, 4, mp), "uint8")
         acc = T.sblock_alloc_buffer((nb, 4, mp), "int32")
+        YT = T.sblock_alloc_buffer((n, mp), out_dtype)
         for i0, i1 in T.grid(k if transposed else mp, mp if transposed else k):
             with T.sblock("pad"):  # (quantized,) zero-padded to whole 16-token vectors
                 v0, v1 = T.axis.remap("SS", [i0, i1])
@@ -108,13 +110,18 @@ def sparse_int8(
                 )
         # over the valid outputs only: reverse_compute_at drops a block predicate, so the bounds are
         # the loop extents (it derives its own predicates from them)
-        for nn, mm in T.grid(n, m_valid):
+        for nn, mm in T.grid(n, mp):
             with T.sblock("epilogue"):
                 vn, vm = T.axis.remap("SS", [nn, mm])
                 if transposed:
                     Y[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
                 else:
-                    Y[vm, vn] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
+                    YT[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
+        if not transposed:
+            for mm, nn in T.grid(m, n):
+                with T.sblock("untranspose"):
+                    vm, vn = T.axis.remap("SS", [mm, nn])
+                    Y[vm, vn] = YT[vn, vm]
 
     names = ["X"] + (["Qin"] if quantize_input else []) + ["Indptr", "Indices", "Values"]
     names += epilogue.param_names() + ["Y"]

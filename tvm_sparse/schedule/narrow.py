@@ -1,4 +1,5 @@
-"""Narrow the static tile loop to each block row's real tile count (the step before build).
+"""The steps before build: narrow the static tile loop to each block row's real tile count (and,
+in ``finalize``, schedule the layout stages first).
 
 The compute definitions bound the tile loop ``t`` by the most tiles a block row can hold, so that
 every schedule primitive sees affine bindings. Built as is, a row would run into the next row's
@@ -62,9 +63,23 @@ def _gather_row_binding(text: str, nb: int) -> str:
     raise NarrowError("cannot find the gather block's block-row binding 'vr'")
 
 
-def narrow_module(mod: tvm.IRModule) -> tvm.IRModule:
-    """Apply ``narrow_tile_loops`` to every function of ``mod`` that needs it."""
+def finalize(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """What every scheduled sparse kernel gets before build, tuned or not, candidate or final:
+    its layout stages scheduled, then its tile loop narrowed."""
+    if func.attrs is None or "tvm_sparse.tile_bound" not in func.attrs or func.attrs.get("tvm_sparse.narrowed"):
+        return func
+    from tvm import s_tir
+
+    from .sparse import schedule_layout_stages
+
+    sch = s_tir.Schedule(func)
+    schedule_layout_stages(sch)
+    return narrow_tile_loops(sch.mod["main"])
+
+
+def finalize_module(mod: tvm.IRModule) -> tvm.IRModule:
+    """``finalize`` every function of ``mod`` that needs it."""
     out = {}
     for gv, func in mod.functions.items():
-        out[gv] = narrow_tile_loops(func) if isinstance(func, tirx.PrimFunc) else func
+        out[gv] = finalize(func) if isinstance(func, tirx.PrimFunc) else func
     return tvm.IRModule(out, attrs=mod.attrs)

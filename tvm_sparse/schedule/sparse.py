@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_16X16_INTRIN
+from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_INTRIN
 
 Schedule = s_tir.Schedule
 
@@ -48,11 +48,7 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     epilogue = sch.get_sblock("epilogue")
     sch.reverse_compute_at(epilogue, fused, preserve_unit_loops=True)
     e_n, e_m = sch.get_loops(epilogue)[-2:]
-    if transposed:  # YT[n, m]: tokens are contiguous
-        sch.vectorize(sch.split(e_m, [None, 16])[1])
-    else:  # Y[m, n]: a block row's 4 channels are contiguous
-        sch.reorder(e_m, e_n)
-        sch.unroll(e_n)
+    sch.vectorize(sch.split(e_m, [None, 16])[1])  # YT[n, m]: tokens are contiguous
 
     if _is_int8(sch):
         sch.decompose_reduction(spmm, t)
@@ -70,12 +66,14 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     sch.annotate(fused, "pragma_auto_unroll_max_step", unroll)
     sch.annotate(fused, "pragma_unroll_explicit", 1)
 
-    _schedule_layout_stages(sch, transposed)
 
 
-def _schedule_layout_stages(sch: Schedule, transposed: bool) -> None:
-    """The input stages: nothing to do in the [K, M] layout; else a contiguous pad/quantize pass
-    and a transpose in 16x16 byte tiles (one shuffle network each, not one insert per byte)."""
+def schedule_layout_stages(sch: Schedule) -> None:
+    """The layout stages, which no knob touches: nothing to do in the [K, M] layout; else a
+    contiguous pad/quantize pass and transposes in 16x16 tiles (one shuffle network each, not one
+    insert per element). Applied after a trace is replayed (``finalize``), never recorded in one:
+    their intrinsics depend on the epilogue's output type, which records do not fix."""
+    transposed = bool(sch.mod["main"].attrs["tvm_sparse.transposed"])
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     transpose = sch.get_sblock("transpose")
     if transposed:
@@ -88,17 +86,23 @@ def _schedule_layout_stages(sch: Schedule, transposed: bool) -> None:
         p_m, p_k = sch.get_loops(pad)
         sch.parallel(p_m)
         sch.vectorize(p_k)
-    t_k, t_m = sch.get_loops(transpose)
-    k = int(sch.get(t_k).extent)
-    if _is_int8(sch) and k % 16 == 0:
-        ko, ki = sch.split(t_k, [None, 16])
-        mo, mi = sch.split(t_m, [None, 16])
-        sch.reorder(ko, mo, ki, mi)
-        sch.parallel(ko)
-        sch.tensorize(ki, TRANSPOSE_16X16_INTRIN)
-    else:
-        sch.parallel(t_k)
-        sch.vectorize(t_m)
+    _transpose_tiles(sch, transpose)
+    _transpose_tiles(sch, sch.get_sblock("untranspose"))
+
+
+def _transpose_tiles(sch: Schedule, block) -> None:
+    """A 2-D transposing copy: 16x16 tiles through the shuffle intrinsic where both extents allow."""
+    outer, inner = sch.get_loops(block)
+    dtype = sch.get(block).writes[0].source.dtype
+    if int(sch.get(outer).extent) % 16 == 0 and int(sch.get(inner).extent) % 16 == 0 and dtype in TRANSPOSE_INTRIN:
+        oo, oi = sch.split(outer, [None, 16])
+        io, ii = sch.split(inner, [None, 16])
+        sch.reorder(oo, io, oi, ii)
+        sch.parallel(oo)
+        sch.tensorize(oi, TRANSPOSE_INTRIN[dtype])
+    else:  # ragged M (not a multiple of 16) or N: a plain vectorized copy
+        sch.parallel(outer)
+        sch.vectorize(inner)
 
 
 def _is_int8(sch: Schedule) -> bool:

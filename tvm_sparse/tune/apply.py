@@ -15,7 +15,7 @@ from tvm import s_tir, tirx
 
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
 from ..schedule import sparse as sparse_schedules
-from ..schedule.narrow import narrow_tile_loops
+from ..schedule.narrow import finalize
 from ..target import mcpu_of
 from .database import open_database
 from .tuner import DEFAULT_DB_ROOT, db_path, tune
@@ -36,11 +36,15 @@ def database_roots(extra: list[str | Path] | None = None) -> list[Path]:
     return [Path(p) for p in (extra or [])] + [DEFAULT_DB_ROOT, SHIPPED]
 
 
-def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path]):
+def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path], any_cpu: bool = False):
+    """The fastest record for ``key`` tuned on ``target``'s CPU; with ``any_cpu``, on any CPU (a
+    schedule is valid everywhere, only its speed is CPU-specific)."""
     mod = tvm.IRModule({"main": canonical(key)[0]})
+    paths = [db_path(root, target) for root in roots]
+    if any_cpu:
+        paths = [p.parent for root in roots for p in sorted(Path(root).glob("*/database_tuning_record.json"))]
     best = None
-    for root in roots:
-        path = db_path(root, target)
+    for path in paths:
         if not (path / "database_tuning_record.json").exists():
             continue
         rec = open_database(path, target).query_tuning_record(mod, target, "main")
@@ -63,6 +67,11 @@ def schedule(
     """``func`` scheduled (and narrowed) for ``target``; also says where the schedule came from."""
     roots = database_roots() if roots is None else roots
     rec = best_record(key, target, roots)
+    if rec is None:
+        rec = best_record(key, target, roots, any_cpu=True)
+        if rec is not None:
+            warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: using one tuned on "
+                          f"another CPU", UntunedWarning, stacklevel=2)
     if rec is None and not key.sparse:
         warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: tuning "
                       f"{UNTUNED_DENSE_TRIALS} trials now", UntunedWarning, stacklevel=2)
@@ -77,5 +86,5 @@ def schedule(
                       UntunedWarning, stacklevel=2)
         sparse_schedules.rows_outer(sch, DEFAULT_KNOBS)
         source = "default knobs"
-    scheduled = narrow_tile_loops(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
+    scheduled = finalize(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
     return scheduled, source

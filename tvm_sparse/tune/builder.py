@@ -1,4 +1,4 @@
-"""MetaSchedule builder hook: narrow the sparse tile loops, then build a runtime module.
+"""MetaSchedule builder hook: finalize sparse kernels (layout stages, tile-loop narrowing), build.
 
 MetaSchedule's default build imports every tensor intrinsic in a fresh worker (30-60 s, over its
 30 s timeout) and goes through ``tvm.compile``, whose Executable cannot be exported by the worker.
@@ -13,11 +13,10 @@ BUILD_TIMEOUT_S = 180.0
 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target, _params: dict | None) -> tvm.runtime.Module:
-    # no tensor intrinsics are imported here: tensorization happened when the candidate was
-    # scheduled; importing them would cost each worker 30 s
-    from ..schedule.narrow import narrow_module
+    # our intrinsics (3 s), never TVM's tensor_intrin package (30 s per worker)
+    from ..schedule.narrow import finalize_module
 
-    return tvm.tirx.build(narrow_module(mod), target=target)
+    return tvm.tirx.build(finalize_module(mod), target=target)
 
 
 def local_builder(max_workers: int | None = None) -> ms.builder.LocalBuilder:

@@ -7,7 +7,10 @@ not crash tuning or compilation, and must not be silently thrown away: bad lines
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,8 +75,27 @@ def _record_check(target_kind: str, n_workloads: int):
     return check
 
 
+def _deserialize_check(wl_lines: list[str]):
+    """A record MetaSchedule cannot load (a trace naming a schedule primitive or tensor intrinsic
+    this version does not have) would abort the whole database: find it by loading each alone."""
+    workloads: dict[int, object] = {}
+
+    def check(obj) -> str | None:
+        try:
+            if obj[0] not in workloads:
+                workloads[obj[0]] = ms.database.Workload.from_json(json.loads(wl_lines[obj[0]]))
+            ms.database.TuningRecord.from_json(obj[1], workloads[obj[0]])
+        except Exception as err:  # noqa: BLE001  (any failure means: this record cannot be used)
+            return f"cannot be loaded by this TVM/tvm-sparse: {str(err).splitlines()[-1][:160]}"
+        return None
+
+    return check
+
+
 def check(path: str | Path, target: tvm.target.Target) -> CheckReport:
     """Validate a database directory in place; move bad lines aside. Returns what happened."""
+    from ..kernels import intrin  # noqa: F401  (records name our tensor intrinsics)
+
     path = Path(path)
     report = CheckReport(path)
     wl_file, rec_file = path / WORKLOADS, path / RECORDS
@@ -86,7 +108,9 @@ def check(path: str | Path, target: tvm.target.Target) -> CheckReport:
         report.rejected += [f"{wl_file.name}:{i}: {why}" for i, _, why in wl_bad]
         report.rejected.append(f"{rec_file.name}: all records set aside (workload numbering unreliable)")
     else:
-        rec_good, rec_bad = _check_lines(rec_file, _record_check(target.kind.name, len(wl_good)))
+        structural = _record_check(target.kind.name, len(wl_good))
+        loadable = _deserialize_check(wl_good)
+        rec_good, rec_bad = _check_lines(rec_file, lambda obj: structural(obj) or loadable(obj))
         if rec_bad:
             _quarantine(rec_file, rec_bad, keep=rec_good)
             report.rejected += [f"{rec_file.name}:{i}: {why}" for i, _, why in rec_bad]
@@ -106,6 +130,25 @@ def _quarantine(path: Path, bad: list[tuple[int, str, str]], keep: list[str]) ->
         for _, line, why in bad:
             f.write(json.dumps({"why": why, "line": line}) + "\n")
     path.write_text("".join(line + "\n" for line in keep))
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, wait_message: str = ""):
+    """One writer per database: MetaSchedule numbers workloads by their line in the file, so two
+    processes appending at once attach records to the wrong workloads (seen here, and caught by
+    ``check`` as records that no longer load). A second tuner waits for the first."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(wait_message or f"waiting for another process tuning into {path}", file=sys.stderr, flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def open_database(path: str | Path, target: tvm.target.Target) -> ms.database.JSONDatabase:

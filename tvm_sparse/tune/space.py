@@ -13,7 +13,7 @@ def sparse_space() -> ms.space_generator.ScheduleFn:
 
     MetaSchedule's post-order-apply space cannot tensorize the gathered access and would split the
     tile loop, so the sparse kernels use our own schedule function (its postprocessors reject
-    nothing: every loop is static until ``narrow_tile_loops`` runs at build time).
+    nothing: every loop is static until ``schedule.narrow.finalize`` runs at build time).
     """
 
     def sketches(sch):

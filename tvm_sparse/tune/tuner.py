@@ -22,7 +22,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
 from ..target import mcpu_of
 from .builder import local_builder
-from .database import open_database
+from .database import exclusive, open_database
 from .runner import local_runner
 from .space import dense_space, sparse_space
 from .workload import KernelKey, canonical
@@ -119,6 +119,11 @@ def tune(
     func, arrays = canonical(key)
     mod = tvm.IRModule({"main": func})
     path = db_path(db_root, target)
+    with exclusive(path):
+        return _tune_locked(key, target, trials, path, mod, arrays, runner, seed, quiet, rpc)
+
+
+def _tune_locked(key, target, trials, path, mod, arrays, runner, seed, quiet, rpc) -> TuneResult:
     db = open_database(path, target)
     before = len(records_for(db, mod))
     remaining = trials - before

@@ -1,0 +1,66 @@
+"""bench-e2e's bookkeeping: ratios, the throughput metric, the table, the CLI flags (no compiles)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tvm_sparse.graph import bench_e2e
+
+
+def _row(engine, median, p90=None, model="bert-base", sparsity=0.9, threads=1, batch=1, **extra):
+    return {"model": model, "sparsity": sparsity, "threads": threads, "batch": batch, "seq_len": 128,
+            "engine": engine, "median_ms": median, "p90_ms": p90 or median * 1.1, **extra}
+
+
+def test_ratios_are_other_over_ours():
+    rows = [_row("tvm_int8", 10.0), _row("tvm_dense", 30.0), _row("ort_fp32", 140.0), _row("ort_int8", 50.0),
+            _row("tvm_int8", 6.0, threads=2), {**_row("ort_int8", 0.0, threads=2), "error": "boom"}]
+    by = {g["threads"]: g for g in bench_e2e.ratios(rows)}
+    assert by[1]["ratio"] == pytest.approx({"ort_fp32": 14.0, "ort_int8": 5.0, "tvm_dense": 3.0})
+    assert by[1]["p90_ms"]["tvm_int8"] == pytest.approx(11.0)
+    assert by[2]["ratio"] == {"ort_fp32": None, "ort_int8": None, "tvm_dense": None}  # missing or failed
+
+
+def test_best_throughput_respects_the_p90_bound():
+    rows = [_row("tvm_int8", 10, 12, batch=1), _row("tvm_int8", 18, 20, batch=2),
+            _row("tvm_int8", 30, 60, batch=4), _row("ort_int8", 60, 70, batch=1)]
+    tp = bench_e2e.best_throughput(rows, bound_ms=50.0)
+    ours = tp["bert-base|tvm_int8"]
+    assert ours["best_batch"] == 2 and ours["best_seq_per_s"] == pytest.approx(2 / 0.018)
+    assert [b["within_bound"] for b in ours["per_batch"]] == [True, True, False]
+    assert tp["bert-base|ort_int8"]["best_seq_per_s"] is None  # never under the bound
+
+
+def test_markdown_table():
+    rows = [_row("tvm_int8", 10.0), _row("ort_int8", 50.0), _row("ort_fp32", 140.0)]
+    tput = bench_e2e.best_throughput([_row("tvm_int8", 10, 12)], 50.0)
+    md = bench_e2e.markdown(bench_e2e.ratios(rows), tput, note="a note")
+    lines = md.splitlines()
+    assert lines[0].startswith("| model | sparsity | threads | tvm int8 ms (p90)")
+    assert "| bert-base | 90% | 1 | 10.00 (11.00) | - | 140.00 (154.00) | 50.00 (55.00) | 14.00x | 5.00x | - |" in lines
+    assert any(line.startswith("| bert-base | tvm_int8 | 50 | 1: 100.0 (12.0) | 100.0 (1) |") for line in lines)
+    assert lines[-1] == "a note"
+
+
+def test_dense_path_reuses_the_unpruned_library(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench_e2e, "library", lambda cfg, m, sp, variant, b, log: calls.append((m, sp, variant)))
+    cfg = bench_e2e.Config(out_dir=tmp_path)
+    bench_e2e.artifact(cfg, "tvm_dense", "bert-mini", 0.9, 1)
+    cfg.dense_per_sparsity = True
+    bench_e2e.artifact(cfg, "tvm_dense", "bert-mini", 0.9, 1)
+    assert calls == [("bert-mini", 0.0, "int8"), ("bert-mini", 0.9, "dense")]
+
+
+def test_cli_runs_the_configured_subset(monkeypatch, tmp_path):
+    from tvm_sparse.cli import main
+
+    seen = {}
+    monkeypatch.setattr(bench_e2e, "run", lambda cfg, log=print: seen.setdefault("cfg", cfg))
+    main(["bench-e2e", "--out", str(tmp_path), "--models", "bert-mini,minilm", "--sparsities", "0.9",
+          "--threads", "1", "--throughput", "bert-base", "--batches", "1,4"])
+    cfg = seen["cfg"]
+    assert cfg.models == ("bert-mini", "minilm") and cfg.sparsities == (0.9,) and cfg.threads == (1,)
+    assert cfg.throughput_models == ("bert-base",) and cfg.throughput_batches == (1, 4)
+    with pytest.raises(SystemExit):
+        main(["bench-e2e", "--models", "gpt2"])

