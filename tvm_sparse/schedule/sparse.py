@@ -44,7 +44,6 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     sch.compute_at(gather, t)
     sch.vectorize(sch.fuse(*sch.get_loops(gather)[-2:][1:]))
 
-    transposed = bool(sch.mod["main"].attrs["tvm_sparse.transposed"])
     epilogue = sch.get_sblock("epilogue")
     sch.reverse_compute_at(epilogue, fused, preserve_unit_loops=True)
     e_n, e_m = sch.get_loops(epilogue)[-2:]
