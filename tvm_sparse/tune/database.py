@@ -92,11 +92,28 @@ def _deserialize_check(wl_lines: list[str]):
     return check
 
 
+def _state(path: Path) -> tuple:
+    return tuple((f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None
+                 for f in (path / WORKLOADS, path / RECORDS))
+
+
+# a database is checked once per process and file state: loading every record replays its trace
+_checked: dict[tuple, CheckReport] = {}
+_opened: dict[tuple, ms.database.JSONDatabase] = {}
+
+
 def check(path: str | Path, target: tvm.target.Target) -> CheckReport:
     """Validate a database directory in place; move bad lines aside. Returns what happened."""
+    path = Path(path)
+    key = (str(path.resolve()), str(target.kind.name), _state(path))
+    if key not in _checked:
+        _checked[key] = _check(path, target)
+    return _checked[key]
+
+
+def _check(path: Path, target: tvm.target.Target) -> CheckReport:
     from ..kernels import intrin  # noqa: F401  (records name our tensor intrinsics)
 
-    path = Path(path)
     report = CheckReport(path)
     wl_file, rec_file = path / WORKLOADS, path / RECORDS
     wl_good, wl_bad = _check_lines(wl_file, _workload_check)
@@ -156,6 +173,9 @@ def open_database(path: str | Path, target: tvm.target.Target) -> ms.database.JS
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     check(path, target)
-    return ms.database.JSONDatabase(
-        path_workload=str(path / WORKLOADS), path_tuning_record=str(path / RECORDS), allow_missing=True
-    )
+    key = (str(path.resolve()), _state(path))
+    if key not in _opened:  # reopened only when the files changed (another process tuned)
+        _opened[key] = ms.database.JSONDatabase(
+            path_workload=str(path / WORKLOADS), path_tuning_record=str(path / RECORDS), allow_missing=True
+        )
+    return _opened[key]
