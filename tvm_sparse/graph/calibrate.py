@@ -8,8 +8,8 @@ systematic outlier features occupy far more than 0.01% of a LayerNorm output, so
 Averaging per-batch ranges (rather than a global max) follows the same reasoning and keeps memory
 flat. The range always contains 0, so zero padding and ReLU-like zeros quantize exactly.
 
-Weights: s8 symmetric per output channel, ``scale[n] = max|W[n, :]| / 127`` (computed here for
-reports and the reference path; the int8 kernels derive the same from the fp32 weight).
+Weights: s8 symmetric per output channel, ``scale[n] = max|W[n, :]| / 127``, quantized by the kernel
+library (``kernels.library.quantize_weight``) from the fp32 weight.
 """
 
 from __future__ import annotations
@@ -52,12 +52,6 @@ def weight_key(w_nk: np.ndarray) -> str:
     """Identifies a Linear across ONNX and Relax by its weight's content (``W[N, K]`` float32)."""
     w = np.ascontiguousarray(w_nk, dtype=np.float32)
     return f"{w.shape[0]}x{w.shape[1]}:" + hashlib.sha1(w.tobytes()).hexdigest()[:16]
-
-
-def weight_scales(w_nk: np.ndarray) -> np.ndarray:
-    """s8 symmetric per-output-channel scales; an all-zero channel gets 1.0 (never divide by 0)."""
-    amax = np.abs(np.asarray(w_nk, np.float32)).max(axis=1)
-    return np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
 
 
 def _batch_range(x: np.ndarray, method: str, percentile: float) -> tuple[float, float]:

@@ -40,7 +40,6 @@ class CompileOptions:
     calibration: dict[str, calibrate.ActQuant] | None = None
     threshold: float | None = None
     allow_untuned: bool = False  # tests only: untuned TVM code is 100x slower
-    use_library: bool = True  # False: reference Linear kernels, tuned by MetaSchedule with the graph
 
 
 def make_target(spec: dict | str | None) -> tvm.target.Target:
@@ -101,7 +100,7 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
     db = tune.open_database(Path(opts.work_dir) / "graph")
     mod, layers = rewrite.swap_linears(mod, opts.precision, target, calib=calib,
                                        names=rewrite.names_from_onnx(static), threshold=opts.threshold,
-                                       database=str(opts.work_dir), use_library=opts.use_library)
+                                       database=str(opts.work_dir))
     log(f"{len(layers)} Linear layers: {sum(x.sparse for x in layers)} sparse, "
         f"{sum(not x.sparse for x in layers)} dense, {opts.precision}")
     if callable(opts.trials) or opts.trials > 0:  # an int, or a per-task budget (tune.budget)

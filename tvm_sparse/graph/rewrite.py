@@ -19,9 +19,10 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ..format import bsr4x1
+from ..kernels.library import LinearLayer
 from .calibrate import ActQuant, weight_key
 from .errors import GraphError
-from .linear import LinearSpec, build
+from .linear import build
 from .policy import use_sparse
 
 PRECISIONS = ("int8", "fp32")
@@ -61,7 +62,7 @@ def _shape(expr: relax.Expr) -> list[int]:
 class _Rewriter:
     def __init__(self, mod: tvm.IRModule, precision: str, target: tvm.target.Target,
                  calib: dict[str, ActQuant] | None, names: dict[str, str], threshold: float | None,
-                 database, use_library: bool) -> None:
+                 database) -> None:
         if precision not in PRECISIONS:
             raise GraphError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "int8" and calib is None:
@@ -71,7 +72,6 @@ class _Rewriter:
         self.names, self.threshold, self.database = names, threshold, database
         self.layers: list[LayerChoice] = []
         self.recorded: set[str] = set()
-        self.use_library = use_library
 
     def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
         data = _array(w_const).astype(np.float32)
@@ -91,9 +91,9 @@ class _Rewriter:
         if self.precision == "int8" and act is None:
             raise GraphError(f"no calibration for the Linear {self.names.get(key, key)}: calibrate this "
                              "exact model (the weights must match)")
-        spec = LinearSpec(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
-                          act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
-        built = build(spec, m, self.target, self.database, self.use_library)
+        layer = LinearLayer(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
+                            act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
+        built = build(layer, m, self.target, self.database)
         self._record(key, w_nk, sparse, gelu, built is not None)
         if built is None:
             return None  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
@@ -158,16 +158,16 @@ class _Rewriter:
 
 def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,
                  calib: dict[str, ActQuant] | None = None, names: dict[str, str] | None = None,
-                 threshold: float | None = None, database=None, use_library: bool = True
+                 threshold: float | None = None, database=None
                  ) -> tuple[tvm.IRModule, list[LayerChoice]]:
     """Rewrite every Linear of ``mod["main"]``; returns the new module and one record per layer.
 
     ``names`` maps ``weight_key`` to a readable layer name (``names_from_onnx``), ``calib`` maps it to
     the u8 parameters of the layer's input (required for int8). ``database``: the kernel library's
-    record directory. ``use_library=False`` forces the reference kernels (tests, comparisons).
+    record directory.
     """
     names = names or {}
-    rw = _Rewriter(mod, precision, target, calib, names, threshold, database, use_library)
+    rw = _Rewriter(mod, precision, target, calib, names, threshold, database)
     new_main = rw.run(mod["main"])
     if not rw.layers:
         raise GraphError("found no Linear layer (matmul with a constant weight) in the graph")

@@ -1,5 +1,5 @@
 """MetaSchedule tuning of everything the kernel library does not cover (attention matmuls, softmax,
-LayerNorm, embeddings, reshapes, and any reference Linear kernel).
+LayerNorm, embeddings, reshapes, and dense fp32 Linears).
 
 One JSON database per directory. Tasks are keyed by their fused TIR structure, so the 12 identical
 LayerNorms of a BERT are one task and a record serves every layer of the same shape, in this model
