@@ -27,6 +27,18 @@ def prune_4x1(w: np.ndarray, sparsity: float) -> np.ndarray:
     return (blocks * keep.reshape(norms.shape)[:, None, :]).reshape(n, k)
 
 
+class _Encoder(torch.nn.Module):
+    """Keyword arguments only: BertModel.forward's positional order changes across versions."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          token_type_ids=token_type_ids).last_hidden_state
+
+
 def main(bundle: Path) -> None:
     shapes = json.loads((bundle / "onnx" / "shapes.json").read_text())
     for tag, shape in shapes.items():
@@ -41,7 +53,7 @@ def main(bundle: Path) -> None:
                     mod.weight.copy_(torch.from_numpy(prune_4x1(mod.weight.numpy(), int(s) / 100)))
         feeds = tuple(torch.ones(shape, dtype=torch.long) for _ in range(3))
         fp32 = bundle / "onnx" / f"{tag}_fp32.onnx"
-        torch.onnx.export(model, feeds, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+        torch.onnx.export(_Encoder(model), feeds, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
                           output_names=["last_hidden_state"], opset_version=17, dynamo=False)
         quantize_dynamic(str(fp32), str(bundle / "onnx" / f"{tag}_int8.onnx"), weight_type=QuantType.QInt8)
         print(f"exported {tag}", flush=True)

@@ -50,12 +50,13 @@ def kernels(bundle: Path, threads: int) -> None:
 def models(bundle: Path, threads: int, runs: int) -> None:
     import numpy as np
     import tvm
+    from tvm.runtime.vm import VirtualMachine  # not imported by `import tvm` with the runtime alone
 
     for so in sorted((bundle / "models").glob("*.so")):
         meta = json.loads(so.with_suffix(".json").read_text())
         shape = meta["inputs"][0]["shape"]
         lib = tvm.runtime.load_module(str(so))
-        vm = tvm.runtime.vm.VirtualMachine(lib, tvm.cpu())
+        vm = VirtualMachine(lib, tvm.cpu())
         feeds = [tvm.runtime.tensor(np.ones(shape, np.int64)) for _ in meta["inputs"]]
         res = _timer(lambda vm=vm, feeds=feeds: vm["main"](*feeds), runs)
         print(json.dumps({"kind": "model", "engine": "tvm-sparse", "name": so.stem, "threads": threads, **res}),
