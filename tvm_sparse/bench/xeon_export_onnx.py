@@ -53,7 +53,8 @@ def main(bundle: Path) -> None:
                     mod.weight.copy_(torch.from_numpy(prune_4x1(mod.weight.numpy(), int(s) / 100)))
         feeds = tuple(torch.ones(shape, dtype=torch.long) for _ in range(3))
         fp32 = bundle / "onnx" / f"{tag}_fp32.onnx"
-        torch.onnx.export(_Encoder(model), feeds, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+        torch.onnx.export(_Encoder(model), feeds, str(fp32),
+                          input_names=["input_ids", "attention_mask", "token_type_ids"],
                           output_names=["last_hidden_state"], opset_version=17, dynamo=False)
         quantize_dynamic(str(fp32), str(bundle / "onnx" / f"{tag}_int8.onnx"), weight_type=QuantType.QInt8)
         print(f"exported {tag}", flush=True)
