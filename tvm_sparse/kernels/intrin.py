@@ -174,3 +174,47 @@ def _transpose_network(rows: list) -> list:
 
 for _dt, _name in TRANSPOSE_INTRIN.items():
     TensorIntrin.register(_name, *_transpose_intrin(_dt), override=True)
+
+
+# The row-major epilogue's store: the 4 channels x 16 tokens a block row just finished (tokens on
+# the lanes) go out as 16 rows of 4 channels, Y[token, n:n+4]. Done while the values are in
+# registers, it replaces a second pass over the whole output (YT[N, M] -> Y[M, N]).
+TRANSPOSE_STORE_INTRIN = {dt: f"tvm_sparse_transpose_store_{dt}_4x16" for dt in ("uint8", "int32", "float32")}
+
+
+def _transpose_store_intrin(dtype: str):
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle) -> None:
+        sa = T.int32()
+        sb = T.int32()
+        A = T.match_buffer(a, (4, 16), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (16, 4), dtype, offset_factor=1, strides=[sb, 1])
+        with T.sblock("root"):
+            T.reads(A[0:4, 0:16])
+            T.writes(B[0:16, 0:4])
+            for i, j in T.grid(16, 4):
+                with T.sblock("untranspose"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    B[vi, vj] = A[vj, vi]
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle) -> None:
+        sa = T.int32()
+        sb = T.int32()
+        A = T.match_buffer(a, (4, 16), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (16, 4), dtype, offset_factor=1, strides=[sb, 1])
+        with T.sblock("root"):
+            T.reads(A[0:4, 0:16])
+            T.writes(B[0:16, 0:4])
+            for i in T.unroll(16):
+                B[i, T.ramp(0, 1, 4)] = T.Shuffle(
+                    [A.vload([0, 0], f"{dtype}x16"), A.vload([1, 0], f"{dtype}x16"),
+                     A.vload([2, 0], f"{dtype}x16"), A.vload([3, 0], f"{dtype}x16")],
+                    [i, i + 16, i + 32, i + 48],
+                )
+
+    return desc, impl
+
+
+for _dt, _name in TRANSPOSE_STORE_INTRIN.items():
+    TensorIntrin.register(_name, *_transpose_store_intrin(_dt), override=True)

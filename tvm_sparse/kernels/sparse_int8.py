@@ -10,7 +10,8 @@ VNNI tensorization. Stages, in order:
   spmm       acc[r, o, m]        sum over tiles of G x the tile's 4x4 weights (u8 x s8 -> s32)
   epilogue   YT[n, m]            s32 as is, or dequantized (+ bias, + GELU), or requantized to u8,
                                  vectorized over tokens while the accumulators are in registers
-  untranspose Y[m, n]            row-major layout only: back to rows, in 16x16 tiles
+  untranspose Y[m, n]            row-major layout only: back to rows, 4 channels x 16 tokens at a
+                                 time, stored from the epilogue while the values are in registers
 
 The tile loop ``t`` is written with the static bound ``ceil(K/4)`` (the most tiles a block row can
 hold) so the block bindings stay affine; ``schedule.narrow_tile_loops`` replaces it with the row's

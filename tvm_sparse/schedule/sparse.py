@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_INTRIN
+from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_INTRIN, TRANSPOSE_STORE_INTRIN
 
 Schedule = s_tir.Schedule
 
@@ -86,7 +86,25 @@ def schedule_layout_stages(sch: Schedule) -> None:
         sch.parallel(p_m)
         sch.vectorize(p_k)
     _transpose_tiles(sch, transpose)
-    _transpose_tiles(sch, sch.get_sblock("untranspose"))
+    _untranspose_in_epilogue(sch)
+
+
+def _untranspose_in_epilogue(sch: Schedule) -> None:
+    """Store each finished [4 channels, tile] block of the epilogue straight to Y[tile, 4 channels]:
+    YT shrinks to a scratch tile and the output is written once, not twice."""
+    untranspose = sch.get_sblock("untranspose")
+    loops = sch.get_loops(sch.get_sblock("epilogue"))
+    tile = 1
+    for lp in loops[2:]:  # (fused rows x tokens, channels, token vectors, lanes)
+        tile *= int(sch.get(lp).extent)
+    sch.reverse_compute_at(untranspose, loops[0], preserve_unit_loops=True)
+    u_m, u_n = sch.get_loops(untranspose)[-2:]
+    y = sch.get(untranspose).writes[0].source
+    (m, n), dtype = [int(d) for d in y.shape], y.dtype
+    if m % tile == 0 and tile % 16 == 0 and n % 4 == 0:
+        sch.tensorize(sch.split(u_m, [None, 16])[1], TRANSPOSE_STORE_INTRIN[dtype])
+    else:  # ragged M or N: the last tile is predicated, which no intrinsic matches
+        sch.unroll(u_n)
 
 
 def _transpose_tiles(sch: Schedule, block) -> None:
