@@ -2,13 +2,17 @@
 here, pack TVM's runtime (without the 100 MB compiler library) and the ffi wheel beside them.
 
     python -m tvm_sparse.bench.xeon_prepare --out .xeon                 # here
-    # there (Python 3.12, numpy, onnxruntime, torch, transformers):
+    # there (Python 3.12, numpy, onnxruntime, torch, transformers), everything in one go:
     pip install --no-index --no-deps --target /tmp/site .xeon/wheels/*.whl && tar xJf .xeon/tvm_rt.tar.xz -C /tmp/site
-    PYTHONPATH=/tmp/site python .xeon/export_onnx.py .xeon                              # ORT's models
-    for t in 1 4 16; do PYTHONPATH=/tmp/site TVM_USE_RUNTIME_LIB=1 python .xeon/xeon_remote.py .xeon --threads $t; done
+    PYTHONPATH=/tmp/site python .xeon/xeon_export_onnx.py .xeon                         # ORT's models
+    PYTHONPATH=/tmp/site python .xeon/xeon_remote.py .xeon --sweep 1,4,16 --out $OUT   # JSON + markdown
 
 Kernels take the best records for the target CPU, else records tuned on another CPU (a schedule is
-valid on any x86 with the instructions; its speed is what is measured there).
+valid on any x86 with the instructions; its speed is what is measured there). Models take the graph
+records of ``--graph-db``; functions none of them covers (the embedding gather at the bundle's small
+vocabulary, say) are tuned here for the target with ``--graph-trials`` trials each into the bundle's
+own work database, never left untuned. Each model ships with a fidelity reference: onnxruntime fp32's
+output on the exact pruned model compiled, for fixed inputs.
 """
 
 from __future__ import annotations
@@ -100,9 +104,23 @@ def build_kernels(out: Path, target: tvm.target.Target) -> None:
             print(f"kernels K={k} N={n} s={s}: built", flush=True)
 
 
-def build_models(out: Path, target: tvm.target.Target, graph_db: Path) -> None:
+def missing_budget(graph_dir: Path, target: tvm.target.Target, trials: int):
+    """A per-task trial budget for ``compile_model``: ``trials`` for a task that no record in
+    ``graph_dir`` (or the records shipped for ``target``) covers, 0 (skipped) for the rest, so only
+    what the build would refuse as untuned gets tuned."""
+    from ..graph import tune as graph_tune
+
+    db = graph_tune.union([graph_tune.open_database(graph_dir), *graph_tune.shipped_databases(target)])
+
+    def per_task(task) -> int:
+        return 0 if db.query_tuning_record(task.dispatched[0], target, "main") is not None else trials
+
+    return per_task
+
+
+def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_trials: int) -> None:
     from ..graph import calibrate, export, importer, prune
-    from ..graph.compile import CompileOptions, compile_model
+    from ..graph.compile import CompileOptions, compile_model, ort_reference
 
     mdir, odir = out / "models", out / "onnx"
     mdir.mkdir(exist_ok=True)
@@ -110,7 +128,8 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path) -> None:
     work = out / "work"
     if graph_db.exists() and not (work / "graph").exists():
         shutil.copytree(graph_db, work / "graph")
-    shapes = {}
+    spec = {"kind": "llvm", "mcpu": str(target.attrs["mcpu"]), "num-cores": int(target.attrs["num-cores"])}
+    configs = {}
     for name, s in MODELS:
         tag = f"{name}_s{int(s * 100)}"
         dense = export.build_bert(name, out / "build" / f"{name}.onnx", vocab_size=VOCAB)
@@ -121,13 +140,19 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path) -> None:
         samples = [{"input_ids": ids[i:i + 1], "attention_mask": np.ones((1, M), np.int64),
                     "token_type_ids": np.zeros((1, M), np.int64)} for i in range(8)]
         params = calibrate.calibrate(static, samples)
-        opts = CompileOptions(batch=1, seq_len=M, precision="int8", trials=0, work_dir=str(work),
-                              calibration=params, target={"kind": "llvm", "mcpu": str(target.attrs["mcpu"]),
-                                                                 "num-cores": int(target.attrs["num-cores"])},
-                              threshold=None if s > 0 else 1.01)
+        opts = CompileOptions(batch=1, seq_len=M, precision="int8", work_dir=str(work), calibration=params,
+                              trials=missing_budget(work / "graph", target, graph_trials),
+                              target=spec, threshold=None if s > 0 else 1.01)
         compile_model(importer.load_onnx(pruned), mdir / f"{tag}_int8.so", opts)
-        shapes[tag] = [1, M]
-    (odir / "shapes.json").write_text(json.dumps(shapes))
+        # fidelity reference: onnxruntime fp32 on the exact model compiled, inputs unseen by calibration
+        feeds = {"input_ids": np.random.default_rng(2).integers(0, VOCAB, (1, M)).astype(np.int64),
+                 "attention_mask": np.ones((1, M), np.int64), "token_type_ids": np.zeros((1, M), np.int64)}
+        np.savez(mdir / f"{tag}_ref.npz", hidden=ort_reference(importer.load_onnx(pruned), 1, M, feeds), **feeds)
+        layers, hidden, heads, inter = export.BERT_CONFIGS[name]
+        configs[tag] = {"model": name, "sparsity": s, "shape": [1, M], "vocab": VOCAB, "seed": 0,
+                        "layers": layers, "hidden": hidden, "heads": heads, "intermediate": inter}
+        print(f"model {tag}: built", flush=True)
+    (odir / "models.json").write_text(json.dumps(configs, indent=1))
 
 
 def main() -> None:
@@ -138,6 +163,8 @@ def main() -> None:
     ap.add_argument("--what", default="runtime,kernels,models")
     ap.add_argument("--graph-db", default="schedules/znver4/graph",
                     help="graph tuning records to compile the models with")
+    ap.add_argument("--graph-trials", type=int, default=16,
+                    help="trials for each graph function that --graph-db has no record for")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +177,7 @@ def main() -> None:
     if "kernels" in a.what:
         build_kernels(out, target)
     if "models" in a.what:
-        build_models(out, target, Path(a.graph_db))
+        build_models(out, target, Path(a.graph_db), a.graph_trials)
     print(f"bundle ready in {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.1f} MiB")
 
 
