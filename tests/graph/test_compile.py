@@ -71,6 +71,9 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     ref = ort_reference(static, 1, SEQ, feeds).reshape(SEQ, -1)
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() >= 0.99
+    # each FFN is one chain: the up projection hands u8 [N, M] straight to the down projection
+    kernels = [x["kernel"] for x in tvm_sparse.load(out).metadata.layers]
+    assert sum(k.endswith("_to_nm_u8") for k in kernels) == 2 and sum(k.endswith("_from_km") for k in kernels) == 2
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

@@ -44,6 +44,20 @@ def test_exact_transposed_layout_all_token_tiles(vectors, target):
     assert np.array_equal(out.T, ref)
 
 
+@pytest.mark.parametrize("m", [128, 37])
+@pytest.mark.parametrize("x_t,y_t", [(False, True), (True, False)])
+def test_exact_mixed_layouts(m, x_t, y_t, target):
+    """The two halves of a chain: row-major in and [N, mp] out, [K, mp] in and row-major out."""
+    k, n = 96, 64
+    x, w, ref = _case(m, k, n, 0.8, seed=m)
+    p = bsr4x1.pack(w)
+    lib = build(sparse_int8(m, k, n, x_transposed=x_t, y_transposed=y_t), rows_outer,
+                {"token_vectors": 2 if m == 128 else 1, "unroll": 16}, target)
+    y = np.zeros((n, padded_m(m)) if y_t else (m, n), np.int32)
+    out = run(lib, _transposed(x) if x_t else x, p.indptr, p.indices, p.values, y)
+    assert np.array_equal(out[:, :m].T if y_t else out, ref)
+
+
 def test_empty_and_fully_dense_block_rows(target):
     m, k, n = 48, 64, 16
     x, w, _ = _case(m, k, n, 0.0)

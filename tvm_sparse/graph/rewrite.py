@@ -11,15 +11,16 @@ Activations enter and leave the kernel as ``[B*L, H]`` (reshapes around the call
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, is_tuple, rewrite_call, wildcard
 
 from ..format import bsr4x1
 from ..kernels.library import LinearLayer
+from ..kernels.sparse_int8 import padded_m
 from .calibrate import ActQuant, weight_key
 from .errors import GraphError
 from .linear import build
@@ -39,6 +40,7 @@ class LayerChoice:
     gelu: bool
     precision: str
     kernel: str  # the PrimFunc's name in the module
+    key: str = field(default="", repr=False)  # weight_key: which weight this is
 
 
 def _linear_patterns():
@@ -72,6 +74,7 @@ class _Rewriter:
         self.names, self.threshold, self.database = names, threshold, database
         self.layers: list[LayerChoice] = []
         self.recorded: set[str] = set()
+        self.calls: list[tuple[relax.Constant, LinearLayer, LayerChoice]] = []
 
     def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
         data = _array(w_const).astype(np.float32)
@@ -93,30 +96,71 @@ class _Rewriter:
                              "exact model (the weights must match)")
         layer = LinearLayer(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
                             act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
-        built = build(layer, m, self.target, self.database)
-        self._record(key, w_nk, sparse, gelu, built is not None)
-        if built is None:
+        self._record(key, w_nk, sparse, gelu, True)
+        x2 = x if len(x_shape) == 2 else relax.op.reshape(x, (m, k))
+        y = self._call(layer, m, x2, self.layers[-1])
+        if y is None:
+            self.layers[-1].kernel = "relax (MetaSchedule)"
+            self.layers[-1].sparse = False
             return None  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
+        return y if list(out_shape) == [m, n] else relax.op.reshape(y, out_shape)
+
+    def _call(self, layer: LinearLayer, m: int, x2: relax.Expr, choice: LayerChoice) -> relax.Expr | None:
+        """``call_tir`` of ``layer``'s kernel on ``x2`` (None: left to Relax)."""
+        built = build(layer, m, self.target, self.database)
+        if built is None:
+            return None
         func, consts = built
+        n, k = layer.weight.shape
         # opaque: FuseOps must not merge the kernel with its neighbours
         func = func.with_attr("op_pattern", 8)
-        tag = f"{'sparse' if sparse else 'dense'}_{self.precision}{'_gelu' if gelu else ''}_m{m}_n{n}_k{k}"
+        layout = ("_from_km" if layer.in_transposed else "") + ("_to_nm_u8" if layer.out_quant else "")
+        tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{'_gelu' if layer.gelu else ''}"
+               f"_m{m}_n{n}_k{k}{layout}")
         # the module symbol must be unique: a TE func is called "main"; same-shape kernels share one
         gv = self.bb.add_func(func.with_attr("global_symbol", f"linear_{tag}"), f"linear_{tag}")
-        x2 = x if len(x_shape) == 2 else relax.op.reshape(x, (m, k))
-        y = relax.call_tir(gv, [x2, *[relax.const(c) for c in consts]],
-                           relax.TensorType((m, n), "float32"))
-        self.layers[-1].kernel = gv.name_hint
-        return y if list(out_shape) == [m, n] else relax.op.reshape(y, out_shape)
+        args = [relax.const(c) for c in consts]
+        out = relax.TensorType((n, padded_m(m)), "uint8") if layer.out_quant else relax.TensorType((m, n), "float32")
+        choice.kernel = gv.name_hint
+        if layer.sparse and layer.precision == "int8" and not layer.in_transposed:
+            self.calls.append((args[0], layer, choice))  # its Qin constant identifies the call
+        return relax.call_tir(gv, [x2, *args], out)
+
+    def chain(self, func: relax.Function) -> relax.Function:
+        """Sparse int8 Linear -> sparse int8 Linear (BERT's FFN: up, GELU, down): the first leaves
+        its output as u8 ``[N, mp]``, quantized for the second, which reads it as is. The
+        intermediate activation skips an fp32 round trip and both transposes."""
+        first = is_op("relax.call_tir")(wildcard(), wildcard())
+        into = first | is_op("relax.reshape")(first, wildcard())
+        into = into | is_op("relax.reshape")(into, wildcard())
+        fields = [into] + [wildcard() for _ in range(7)]  # X, Qin, Indptr, Indices, Values, Scale, Corr, Bias
+        second = is_op("relax.call_tir")(wildcard(), is_tuple(fields))
+
+        def layer_of(call: relax.Call):
+            args = call.args[1].fields
+            return next(((lay, ch) for q, lay, ch in self.calls if len(args) > 1 and args[1].same_as(q)),
+                        (None, None))
+
+        def rewrite(expr, m):
+            (l1, c1), (l2, c2) = layer_of(m[first]), layer_of(expr)
+            if l1 is None or l2 is None or l1.out_quant or l2.in_transposed:
+                return expr
+            rows = int(m[first].ty.shape[0])
+            hidden = self._call(replace(l1, out_quant=(l2.act_scale, l2.act_zero_point)), rows,
+                                m[first].args[1].fields[0], c1)
+            return self._call(replace(l2, in_transposed=True), rows, hidden, c2)
+
+        return rewrite_call(second, rewrite, func)
 
     def _record(self, key: str, w_nk: np.ndarray, sparse: bool, gelu: bool, kernel: bool) -> None:
         if key in self.recorded:  # a Linear left to Relax is seen again by the no-bias pattern
+            self.layers.append(self.layers.pop(next(i for i, c in enumerate(self.layers) if c.key == key)))
             return
         self.recorded.add(key)
         self.layers.append(LayerChoice(
             name=self.names.get(key, f"linear_{len(self.layers)}"), shape=list(w_nk.shape),
             block_sparsity=bsr4x1.block_sparsity(w_nk), sparse=sparse and kernel, gelu=gelu,
-            precision=self.precision, kernel="" if kernel else "relax (MetaSchedule)"))
+            precision=self.precision, kernel="" if kernel else "relax (MetaSchedule)", key=key))
 
     def run(self, func: relax.Function) -> relax.Function:
         x, w, b, mm, lin = _linear_patterns()
@@ -153,7 +197,8 @@ class _Rewriter:
             y = self.emit(m[xb], w_nk, None, False, _shape(expr))
             return expr if y is None else y
 
-        return rewrite_call(mm_only, no_bias, func)
+        func = rewrite_call(mm_only, no_bias, func)
+        return self.chain(func) if self.precision == "int8" else func
 
 
 def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,
@@ -187,4 +232,4 @@ def names_from_onnx(model) -> dict[str, str]:
 
 
 def layer_dicts(layers: list[LayerChoice]) -> list[dict]:
-    return [asdict(x) for x in layers]
+    return [{k: v for k, v in asdict(x).items() if k != "key"} for x in layers]

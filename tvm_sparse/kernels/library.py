@@ -30,6 +30,10 @@ class LinearLayer:
     sparse: bool
     act_scale: float = 1.0  # int8: u8 quantization of the input activation
     act_zero_point: int = 0
+    # sparse int8 chains (BERT's FFN): the input arrives as u8 [K, mp] from the previous layer, or
+    # the output leaves as u8 [N, mp] quantized with out_quant = (scale, zero point) for the next
+    in_transposed: bool = False
+    out_quant: tuple[float, int] | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp32"):
@@ -38,6 +42,8 @@ class LinearLayer:
             raise ValueError(f"weight must be [N, K], got shape {self.weight.shape}")
         if not (self.act_scale > 0 and 0 <= self.act_zero_point <= 255):
             raise ValueError(f"bad activation quantization: scale={self.act_scale}, zp={self.act_zero_point}")
+        if (self.in_transposed or self.out_quant) and not (self.sparse and self.precision == "int8"):
+            raise ValueError("only sparse int8 layers chain in the [K, M] layout")
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +61,8 @@ def kernel_key(layer: LinearLayer, m: int):
     n, k = layer.weight.shape
     kind = f"{'sparse' if layer.sparse else 'dense'}_{layer.precision}"
     bucket = sparsity_bucket(bsr4x1.block_sparsity(layer.weight)) if layer.sparse else 0
-    return KernelKey(kind, m, k, n, bucket)
+    # the spmm's loop nest reads its input in the input's layout: that layout's records serve
+    return KernelKey(kind, m, k, n, bucket, transposed=layer.in_transposed)
 
 
 def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
@@ -69,14 +76,22 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
         p = bsr4x1.pack(layer.weight.astype(np.float32))
         return sparse_fp32(m, k, n, gelu=layer.gelu), [p.indptr, p.indices, p.values, bias]
     wq, sw = quantize_weight(layer.weight.astype(np.float32))
-    epilogue = Epilogue.GELU if layer.gelu else Epilogue.FP32
+    if layer.out_quant:
+        epilogue = Epilogue.GELU_U8 if layer.gelu else Epilogue.U8
+    else:
+        epilogue = Epilogue.GELU if layer.gelu else Epilogue.FP32
     qin = np.array([1.0 / layer.act_scale, layer.act_zero_point], np.float32)
     scale = (layer.act_scale * sw).astype(np.float32)
     corr = (layer.act_zero_point * wq.astype(np.int32).sum(axis=1)).astype(np.int32)
     if layer.sparse:
         p = bsr4x1.pack(wq)
-        func = sparse_int8(m, k, n, epilogue, quantize_input=True)
-        return func, [qin, p.indptr, p.indices, p.values, scale, corr, bias]
+        func = sparse_int8(m, k, n, epilogue, quantize_input=not layer.in_transposed,
+                           x_transposed=layer.in_transposed, y_transposed=layer.out_quant is not None)
+        consts = [] if layer.in_transposed else [qin]
+        consts += [p.indptr, p.indices, p.values, scale, corr, bias]
+        if layer.out_quant:
+            consts.append(np.array([1.0 / layer.out_quant[0], layer.out_quant[1]], np.float32))
+        return func, consts
     return dense_int8(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
 
 

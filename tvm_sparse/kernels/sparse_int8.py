@@ -37,7 +37,7 @@ def padded_m(m: int) -> int:
 
 def sparse_int8(
     m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False,
-    quantize_input: bool = False,
+    quantize_input: bool = False, x_transposed: bool | None = None, y_transposed: bool | None = None,
 ) -> tirx.PrimFunc:
     """The block-sparse int8 linear layer for X[m, k] and a 4x1-sparse W[n, k].
 
@@ -46,21 +46,28 @@ def sparse_int8(
 
     ``transposed=True`` is the layout that chained sparse layers keep (as the Intel engine does):
     ``XT[k, mp] -> YT[n, mp]`` with ``mp`` = m rounded up to 16, tokens contiguous, no transposes.
+    ``x_transposed`` / ``y_transposed`` set the two sides apart (default: ``transposed``): a chain
+    such as BERT's FFN enters row-major, passes u8 ``[n, mp]`` between its two layers, and leaves
+    row-major.
     """
+    x_t = transposed if x_transposed is None else x_transposed
+    y_t = transposed if y_transposed is None else y_transposed
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
-    x_shape, y_shape = ((k, mp), (n, mp)) if transposed else ((m, k), (m, n))
+    x_shape = (k, mp) if x_t else (m, k)
+    y_shape = (n, mp) if y_t else (m, n)
+    attrs = {"tirx.noalias": True, "tvm_sparse.tile_bound": tmax, "tvm_sparse.block_rows": nb,
+             "tvm_sparse.transposed": x_t}
+    if x_t != y_t:  # only then: the attributes are part of the workload records are keyed by
+        attrs.update({"tvm_sparse.transposed": False, "tvm_sparse.x_transposed": x_t, "tvm_sparse.y_transposed": y_t})
 
     @T.prim_func(s_tir=True)
     def func(
         x: T.handle, qin: T.handle, indptr: T.handle, indices: T.handle, values: T.handle,
         scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle, y: T.handle,
     ) -> None:
-        T.func_attr({
-            "tirx.noalias": True, "tvm_sparse.tile_bound": tmax, "tvm_sparse.block_rows": nb,
-            "tvm_sparse.transposed": transposed,
-        })
+        T.func_attr(attrs)
         nt = T.int32()
         X = T.match_buffer(x, x_shape, x_dtype)
         Qin = T.match_buffer(qin, (2,), "float32")
@@ -72,15 +79,15 @@ def sparse_int8(
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, y_shape, out_dtype)
-        Xq = T.sblock_alloc_buffer((k, mp) if transposed else (mp, k), "uint8")
+        Xq = T.sblock_alloc_buffer((k, mp) if x_t else (mp, k), "uint8")
         XT = T.sblock_alloc_buffer((k, mp), "uint8")
         G = T.sblock_alloc_buffer((nb, tmax, 4, mp), "uint8")
         acc = T.sblock_alloc_buffer((nb, 4, mp), "int32")
         YT = T.sblock_alloc_buffer((n, mp), out_dtype)
-        for i0, i1 in T.grid(k if transposed else mp, mp if transposed else k):
+        for i0, i1 in T.grid(k if x_t else mp, mp if x_t else k):
             with T.sblock("pad"):  # (quantized,) zero-padded to whole 16-token vectors
                 v0, v1 = T.axis.remap("SS", [i0, i1])
-                if transposed:
+                if x_t:
                     Xq[v0, v1] = ep.to_u8(X[v0, v1], Qin, quantize_input)
                 else:
                     Xq[v0, v1] = T.if_then_else(
@@ -89,7 +96,7 @@ def sparse_int8(
         for kk, mm in T.grid(k, mp):
             with T.sblock("transpose"):
                 vk, vm = T.axis.remap("SS", [kk, mm])
-                if transposed:
+                if x_t:
                     XT[vk, vm] = Xq[vk, vm]
                 else:
                     XT[vk, vm] = Xq[vm, vk]
@@ -114,11 +121,11 @@ def sparse_int8(
         for nn, mm in T.grid(n, mp):
             with T.sblock("epilogue"):
                 vn, vm = T.axis.remap("SS", [nn, mm])
-                if transposed:
+                if y_t:
                     Y[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
                 else:
                     YT[vn, vm] = ep.apply(epilogue, acc[vn // 4, vn % 4, vm], vn, ep.buffers(Scale, Corr, Bias, Qout))
-        if not transposed:
+        if not y_t:
             for mm, nn in T.grid(m, n):
                 with T.sblock("untranspose"):
                     vm, vn = T.axis.remap("SS", [mm, nn])

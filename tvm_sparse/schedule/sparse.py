@@ -72,10 +72,14 @@ def schedule_layout_stages(sch: Schedule) -> None:
     contiguous pad/quantize pass and transposes in 16x16 tiles (one shuffle network each, not one
     insert per element). Applied after a trace is replayed (``finalize``), never recorded in one:
     their intrinsics depend on the epilogue's output type, which records do not fix."""
-    transposed = bool(sch.mod["main"].attrs["tvm_sparse.transposed"])
+    attrs = sch.mod["main"].attrs
+    x_t = bool(attrs.get("tvm_sparse.x_transposed", attrs["tvm_sparse.transposed"]))
+    y_t = bool(attrs.get("tvm_sparse.y_transposed", attrs["tvm_sparse.transposed"]))
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+    if not y_t:
+        _untranspose_in_epilogue(sch)
     transpose = sch.get_sblock("transpose")
-    if transposed:
+    if x_t:
         sch.compute_inline(transpose)
         if "pad" in names:
             sch.compute_inline(sch.get_sblock("pad"))
@@ -84,9 +88,10 @@ def schedule_layout_stages(sch: Schedule) -> None:
         pad = sch.get_sblock("pad")
         p_m, p_k = sch.get_loops(pad)
         sch.parallel(p_m)
+        if int(sch.get(p_k).extent) % 16 == 0:  # a whole row as one vector is a 768-lane LLVM vector
+            p_k = sch.split(p_k, [None, 16])[1]
         sch.vectorize(p_k)
     _transpose_tiles(sch, transpose)
-    _untranspose_in_epilogue(sch)
 
 
 def _untranspose_in_epilogue(sch: Schedule) -> None:
