@@ -36,3 +36,20 @@ def test_budget_gives_reductions_more_trials():
     assert per_task(Task("fused_softmax_where", f_inj)) == 48  # by name
     assert per_task(Task("fused_reshape_add", f_red)) == 48  # by its reduction block
     assert per_task(Task("fused_reshape_add", f_inj)) == 8
+
+
+def test_softmax_hand_schedule_is_seeded_as_a_record(tmp_path, target):
+    from tests.schedule.test_softmax import _guarded_softmax
+
+    class Task:
+        def __init__(self, func):
+            self.task_name, self.dispatched = "fused_fast_softmax_where", [tvm.IRModule({"main": func})]
+
+    db = tune.open_database(tmp_path)
+    task = Task(_guarded_softmax((1, 2, 16, 32)))
+    secs = tune.seed_hand_schedules(task, db, target)
+    best = db.get_top_k(db.commit_workload(task.dispatched[0]), 1)
+    assert secs is not None and secs > 0 and len(best) == 1
+    replayed = tvm.s_tir.Schedule(task.dispatched[0])
+    best[0].trace.apply_to_schedule(replayed, remove_postproc=False)  # the record replays
+    assert "T.parallel" in replayed.mod.script()
