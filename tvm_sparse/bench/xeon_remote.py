@@ -84,6 +84,28 @@ def kernels(bundle: Path, threads: int, only: str | None = None) -> None:
               flush=True)
 
 
+def candidates(bundle: Path, threads: int, out: Path) -> None:
+    """Time every schedule candidate ``tune.offline`` built (1 thread: per-core efficiency decides);
+    writes ``out/candidates.json``, the index with ``run_secs`` added, for ``offline commit``."""
+    import numpy as np
+    import tvm
+
+    cdir = bundle / "candidates"
+    index = json.loads((cdir / "index.json").read_text())
+    inputs = {}
+    for entry in index:
+        if entry["inputs"] not in inputs:
+            data = np.load(cdir / entry["inputs"])
+            inputs[entry["inputs"]] = [tvm.runtime.tensor(data[f"arg{i}"]) for i in range(int(data["nargs"]))]
+        lib = tvm.runtime.load_module(str(cdir / entry["lib"]))
+        ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=10, repeat=5, min_repeat_ms=20)
+        entry["run_secs"] = [float(t) for t in ev(*inputs[entry["inputs"]]).results]
+        entry["threads"] = threads
+        print(json.dumps({"kind": "candidate", "lib": entry["lib"], "us": min(entry["run_secs"]) * 1e6}), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "candidates.json").write_text(json.dumps(index, indent=1))
+
+
 def models(bundle: Path, threads: int, seconds: float, only: str | None = None) -> None:
     import numpy as np
     import tvm
@@ -281,6 +303,8 @@ def main() -> None:
     os.environ["TVM_NUM_THREADS"] = str(a.threads)  # before the runtime's thread pool starts
     if "kernels" in what:
         kernels(bundle, a.threads, a.only)
+    if "candidates" in what:
+        candidates(bundle, a.threads, Path(a.out))
     if "models" in what:
         models(bundle, a.threads, a.seconds, a.only)
     if "onnxruntime" in what:

@@ -1,0 +1,46 @@
+"""Offline tuning: candidates built here, timed by the runtime-only remote timer, committed as records."""
+
+import json
+import warnings
+
+import numpy as np
+import tvm
+
+from tvm_sparse.bench import xeon_remote  # the runtime-only timer, run here as it runs there
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
+from tvm_sparse.tune import offline
+from tvm_sparse.tune.apply import UntunedWarning, database_roots, schedule
+from tvm_sparse.tune.workload import KernelKey
+
+KEY = KernelKey("sparse_int8", 32, 64, 48, 80, transposed=True)
+
+
+def test_candidates_cover_the_space():
+    cands = offline.candidates(KEY)  # 2 vectors of 16 tokens divide 32: both tile sizes
+    assert len(cands) == 2 * 2 * 3
+    assert {c["knobs"]["token_vectors"] for c in cands} == {1, 2}
+    assert len(offline.candidates(KernelKey("sparse_int8", 48, 64, 48, 80))) == 2 * 1 * 3  # 3 vectors: 1 only
+
+
+def test_build_time_commit_then_apply(tmp_path, target):
+    bundle = tmp_path / "bundle"
+    offline.build([KEY], target, bundle / "candidates", log=lambda *_: None)
+    xeon_remote.candidates(bundle, 1, tmp_path / "out")
+    results = json.loads((tmp_path / "out" / "candidates.json").read_text())
+    assert len(results) == 12 and all(r["run_secs"] for r in results)
+    assert offline.commit(results, target, tmp_path / "db", log=lambda *_: None) == 12
+
+    rng = np.random.default_rng(3)
+    w = bsr4x1.prune(rng.integers(-127, 128, (KEY.n, KEY.k), dtype=np.int8), 0.8)
+    x = rng.integers(0, 256, (KEY.k, padded_m(KEY.m)), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntunedWarning)  # the committed record must be found
+        func, source = schedule(sparse_int8(KEY.m, KEY.k, KEY.n, transposed=True), KEY, target,
+                                database_roots([tmp_path / "db"]))
+    assert source.startswith("tuned")
+    p = bsr4x1.pack(w)
+    y = np.zeros((KEY.n, padded_m(KEY.m)), np.int32)
+    args = [tvm.runtime.tensor(a) for a in (x, p.indptr, p.indices, p.values, y)]
+    tvm.tirx.build(func, target=target)(*args)
+    assert np.array_equal(args[-1].numpy(), w.astype(np.int32) @ x.astype(np.int32))
