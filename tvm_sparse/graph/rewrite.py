@@ -73,7 +73,6 @@ class _Rewriter:
         self.precision, self.target, self.calib = precision, target, calib or {}
         self.names, self.threshold, self.database = names, threshold, database
         self.layers: list[LayerChoice] = []
-        self.recorded: set[str] = set()
         self.calls: list[tuple[relax.Constant, LinearLayer, LayerChoice]] = []
 
     def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
@@ -96,13 +95,12 @@ class _Rewriter:
                              "exact model (the weights must match)")
         layer = LinearLayer(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
                             act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
-        self._record(key, w_nk, sparse, gelu, True)
+        choice = self._record(key, w_nk, sparse, gelu)
         x2 = x if len(x_shape) == 2 else relax.op.reshape(x, (m, k))
-        y = self._call(layer, m, x2, self.layers[-1])
-        if y is None:
-            self.layers[-1].kernel = "relax (MetaSchedule)"
-            self.layers[-1].sparse = False
-            return None  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
+        y = self._call(layer, m, x2, choice)
+        if y is None:  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
+            choice.kernel, choice.sparse = "relax (MetaSchedule)", False
+            return None
         return y if list(out_shape) == [m, n] else relax.op.reshape(y, out_shape)
 
     def _call(self, layer: LinearLayer, m: int, x2: relax.Expr, choice: LayerChoice) -> relax.Expr | None:
@@ -152,15 +150,17 @@ class _Rewriter:
 
         return rewrite_call(second, rewrite, func)
 
-    def _record(self, key: str, w_nk: np.ndarray, sparse: bool, gelu: bool, kernel: bool) -> None:
-        if key in self.recorded:  # a Linear left to Relax is seen again by the no-bias pattern
-            self.layers.append(self.layers.pop(next(i for i, c in enumerate(self.layers) if c.key == key)))
-            return
-        self.recorded.add(key)
-        self.layers.append(LayerChoice(
-            name=self.names.get(key, f"linear_{len(self.layers)}"), shape=list(w_nk.shape),
-            block_sparsity=bsr4x1.block_sparsity(w_nk), sparse=sparse and kernel, gelu=gelu,
-            precision=self.precision, kernel="" if kernel else "relax (MetaSchedule)", key=key))
+    def _record(self, key: str, w_nk: np.ndarray, sparse: bool, gelu: bool) -> LayerChoice:
+        """The report entry of this weight's Linear: one per weight (a Linear left to Relax is seen
+        again by the no-bias pattern)."""
+        for choice in self.layers:
+            if choice.key == key:
+                return choice
+        choice = LayerChoice(name=self.names.get(key, f"linear_{len(self.layers)}"), shape=list(w_nk.shape),
+                             block_sparsity=bsr4x1.block_sparsity(w_nk), sparse=sparse, gelu=gelu,
+                             precision=self.precision, kernel="", key=key)
+        self.layers.append(choice)
+        return choice
 
     def run(self, func: relax.Function) -> relax.Function:
         x, w, b, mm, lin = _linear_patterns()
