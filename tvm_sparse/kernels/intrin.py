@@ -117,22 +117,29 @@ TRANSPOSE_INTRIN = {"uint8": "tvm_sparse_transpose_u8_16x16", "int32": "tvm_spar
                     "float32": "tvm_sparse_transpose_f32_16x16"}  # names are in records: keep them
 
 
-def _transpose_intrin(dtype: str):
-    vec = f"{dtype}x16"
+def _transpose_desc(rows: int, cols: int, dtype: str, block: str):
+    """What a transposing copy of a strided [rows, cols] tile to [cols, rows] computes."""
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle) -> None:
         sa = T.int32()
         sb = T.int32()
-        A = T.match_buffer(a, (16, 16), dtype, offset_factor=1, strides=[sa, 1])
-        B = T.match_buffer(b, (16, 16), dtype, offset_factor=1, strides=[sb, 1])
+        A = T.match_buffer(a, (rows, cols), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (cols, rows), dtype, offset_factor=1, strides=[sb, 1])
         with T.sblock("root"):
-            T.reads(A[0:16, 0:16])
-            T.writes(B[0:16, 0:16])
-            for i, j in T.grid(16, 16):
-                with T.sblock("transpose"):
+            T.reads(A[0:rows, 0:cols])
+            T.writes(B[0:cols, 0:rows])
+            for i, j in T.grid(cols, rows):
+                with T.sblock(block):
                     vi, vj = T.axis.remap("SS", [i, j])
                     B[vi, vj] = A[vj, vi]
+
+    return desc
+
+
+def _transpose_intrin(dtype: str):
+    vec = f"{dtype}x16"
+    desc = _transpose_desc(16, 16, dtype, "transpose")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle) -> None:
@@ -183,19 +190,7 @@ TRANSPOSE_STORE_INTRIN = {dt: f"tvm_sparse_transpose_store_{dt}_4x16" for dt in 
 
 
 def _transpose_store_intrin(dtype: str):
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle) -> None:
-        sa = T.int32()
-        sb = T.int32()
-        A = T.match_buffer(a, (4, 16), dtype, offset_factor=1, strides=[sa, 1])
-        B = T.match_buffer(b, (16, 4), dtype, offset_factor=1, strides=[sb, 1])
-        with T.sblock("root"):
-            T.reads(A[0:4, 0:16])
-            T.writes(B[0:16, 0:4])
-            for i, j in T.grid(16, 4):
-                with T.sblock("untranspose"):
-                    vi, vj = T.axis.remap("SS", [i, j])
-                    B[vi, vj] = A[vj, vi]
+    desc = _transpose_desc(4, 16, dtype, "untranspose")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle) -> None:

@@ -61,12 +61,13 @@ def build(keys: list[KernelKey], target: tvm.target.Target, out: Path, log=print
     for key in keys:
         _, arrays = canonical(key)
         np.savez(out / f"{key.name}.npz", nargs=len(arrays), **{f"arg{i}": a for i, a in enumerate(arrays)})
-        for i, cand in enumerate(candidates(key)):
+        cands = candidates(key)
+        for i, cand in enumerate(cands):
             lib = f"{key.name}__{i}.so"
             sch = _schedule(key, cand)
             tvm.tirx.build(finalize(sch.mod["main"]), target=target).export_library(str(out / lib))
             index.append({"key": asdict(key), "candidate": cand, "lib": lib, "inputs": f"{key.name}.npz"})
-        log(f"{key.name}: {len(candidates(key))} candidates built")
+        log(f"{key.name}: {len(cands)} candidates built")
     (out / "index.json").write_text(json.dumps(index, indent=1))
     return out / "index.json"
 
