@@ -74,6 +74,8 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     # each FFN is one chain: the up projection hands u8 [N, M] straight to the down projection
     kernels = [x["kernel"] for x in tvm_sparse.load(out).metadata.layers]
     assert sum(k.endswith("_to_nm_u8") for k in kernels) == 2 and sum(k.endswith("_from_km") for k in kernels) == 2
+    # each attention's K projection writes K^T [N, M] itself, for Q @ K^T: no transpose kernel left
+    assert sum(k.endswith("_to_nm") for k in kernels) == 2
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

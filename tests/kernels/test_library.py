@@ -51,3 +51,30 @@ def test_bad_layer_is_refused():
         LinearLayer(np.zeros((4, 4), np.float32), None, False, "int4", True)
     with pytest.raises(ValueError, match="quantization"):
         LinearLayer(np.zeros((4, 4), np.float32), None, False, "int8", True, act_scale=0.0)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_folded_scale_and_transposed_output(sparse, target, tmp_path):
+    """What the graph folds into a layer: a factor on its output (exactly c times the plain layer's
+    result) and, for sparse layers, the [N, M] output layout (exactly its transpose)."""
+    from dataclasses import replace
+
+    layer, m = _layer("int8", sparse, False), 32
+    x = np.random.default_rng(1).uniform(-2, 2, (m, layer.weight.shape[1])).astype(np.float32)
+    n = layer.weight.shape[0]
+
+    def run(lay, out_shape):
+        func, consts = build_linear(lay, m, target, database=tmp_path)
+        args = [tvm.runtime.tensor(a) for a in [x, *consts, np.zeros(out_shape, np.float32)]]
+        tvm.tirx.build(func, target=target)(*args)
+        return args[-1].numpy()
+
+    plain = run(layer, (m, n))
+    np.testing.assert_allclose(run(replace(layer, out_scale=0.125), (m, n)), plain * 0.125, rtol=1e-6, atol=1e-6)
+    if sparse:
+        np.testing.assert_allclose(run(replace(layer, out_transposed=True), (n, m)), plain.T, rtol=1e-6, atol=1e-6)
+    else:
+        with pytest.raises(ValueError, match="sparse int8"):
+            replace(layer, out_transposed=True)
+    with pytest.raises(ValueError, match="GELU"):
+        replace(layer, gelu=True, out_scale=0.5)

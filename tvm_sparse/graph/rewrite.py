@@ -73,7 +73,7 @@ class _Rewriter:
         self.precision, self.target, self.calib = precision, target, calib or {}
         self.names, self.threshold, self.database = names, threshold, database
         self.layers: list[LayerChoice] = []
-        self.calls: list[tuple[relax.Constant, LinearLayer, LayerChoice]] = []
+        self.calls: list[tuple[tvm.ir.expr.Constant, LinearLayer, LayerChoice]] = []
 
     def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
         data = _array(w_const).astype(np.float32)
@@ -113,14 +113,18 @@ class _Rewriter:
         # opaque: FuseOps must not merge the kernel with its neighbours
         func = func.with_attr("op_pattern", 8)
         layout = ("_from_km" if layer.in_transposed else "") + ("_to_nm_u8" if layer.out_quant else "")
+        layout += "_to_nm" if layer.out_transposed else ""
         tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{'_gelu' if layer.gelu else ''}"
                f"_m{m}_n{n}_k{k}{layout}")
         # the module symbol must be unique: a TE func is called "main"; same-shape kernels share one
         gv = self.bb.add_func(func.with_attr("global_symbol", f"linear_{tag}"), f"linear_{tag}")
         args = [relax.const(c) for c in consts]
-        out = relax.TensorType((n, padded_m(m)), "uint8") if layer.out_quant else relax.TensorType((m, n), "float32")
+        if layer.out_quant:
+            out = relax.TensorType((n, padded_m(m)), "uint8")
+        else:
+            out = relax.TensorType((n, padded_m(m)) if layer.out_transposed else (m, n), "float32")
         choice.kernel = gv.name_hint
-        if layer.sparse and layer.precision == "int8" and not layer.in_transposed:
+        if layer.precision == "int8" and not layer.in_transposed:
             self.calls.append((args[0], layer, choice))  # its Qin constant identifies the call
         return relax.call_tir(gv, [x2, *args], out)
 
@@ -141,7 +145,7 @@ class _Rewriter:
 
         def rewrite(expr, m):
             (l1, c1), (l2, c2) = layer_of(m[first]), layer_of(expr)
-            if l1 is None or l2 is None or l1.out_quant or l2.in_transposed:
+            if l1 is None or l2 is None or not (l1.sparse and l2.sparse) or l1.out_quant or l2.in_transposed:
                 return expr
             rows = int(m[first].ty.shape[0])
             hidden = self._call(replace(l1, out_quant=(l2.act_scale, l2.act_zero_point)), rows,
@@ -149,6 +153,77 @@ class _Rewriter:
             return self._call(replace(l2, in_transposed=True), rows, hidden, c2)
 
         return rewrite_call(second, rewrite, func)
+
+    def fold_layouts(self, func: relax.Function) -> relax.Function:
+        """Fold what attention does to an int8 Linear's fp32 output into the kernel: a scalar factor
+        (the 1/sqrt(d) torch applies to Q and K) into its scale and bias, and a chain of reshapes
+        and permutes that amounts to a transpose (K's head split into [heads, d, tokens], ready for
+        Q @ K^T) into a sparse kernel's natural [N, M] output: one transposing pass less per layer."""
+        var2val = relax.analysis.get_var2val(func)
+        uses: dict[relax.Var, int] = {}
+        for value in var2val.values():
+            for v in relax.analysis.free_vars(value):
+                uses[v] = uses.get(v, 0) + 1
+        for v in relax.analysis.free_vars(func.body.body):  # the function's result
+            uses[v] = uses.get(v, 0) + 1
+        chains = {}  # the last Call of each chain -> (kernel call, its layer, ops in order)
+        for value in var2val.values():
+            layer = self._kernel_of(value)
+            if layer is None:
+                continue
+            ops, cur = [], value
+            while True:
+                users = [(v, e) for v, e in var2val.items() if isinstance(e, relax.Call) and e.args
+                         and any(a.same_as(self._bound_var(var2val, cur)) for a in e.args[:1])]
+                if len(users) != 1 or uses.get(self._bound_var(var2val, cur), 0) != 1 or not _layout_op(users[0][1]):
+                    break
+                cur = users[0][1]
+                ops.append(cur)
+            if ops:
+                chains[cur] = (value, layer, ops)
+
+        def rewrite(expr, _m):
+            hit = next((k for k in chains if k.same_as(expr)), None)
+            if hit is None:
+                return expr
+            call, (layer, choice), ops = chains[hit]
+            factor = float(np.prod([_scalar(op) for op in ops if op.op.name == "relax.multiply"]))
+            layout = [op for op in ops if op.op.name != "relax.multiply"]
+            if factor != 1.0 and (layer.gelu or layer.out_quant):
+                return expr
+            m, n = _shape(call)
+            final = _shape(expr)
+            moved = _apply_layout(np.arange(m * n).reshape(m, n), layout)
+            transposed = (layer.sparse and padded_m(m) == m
+                          and np.array_equal(moved.ravel(), np.arange(m * n).reshape(m, n).T.ravel()))
+            if factor == 1.0 and not transposed:
+                return expr
+            y = self._call(replace(layer, out_scale=factor * layer.out_scale, out_transposed=transposed), m,
+                           call.args[1].fields[0], choice)
+            if transposed:
+                return relax.op.reshape(y, final)
+            for op in layout:  # the same layout ops, on the scaled output
+                y = relax.Call(op.op, [y, *op.args[1:]], op.attrs)
+            return y
+
+        if not chains:
+            return func
+        return rewrite_call(is_op("relax.reshape")(wildcard(), wildcard()) | is_op("relax.permute_dims")(wildcard())
+                            | is_op("relax.multiply")(wildcard(), is_const()), rewrite, func)
+
+    def _kernel_of(self, value: relax.Expr):
+        """(layer, choice) when ``value`` calls an int8 kernel with an fp32 row-major output."""
+        if not (isinstance(value, relax.Call) and value.op.name == "relax.call_tir"):
+            return None
+        fields = value.args[1].fields
+        for q, layer, choice in self.calls:
+            if len(fields) > 1 and fields[1].same_as(q) and not layer.out_quant and not layer.out_transposed:
+                return layer, choice
+        return None
+
+    @staticmethod
+    def _bound_var(var2val: dict, value: relax.Expr):
+        return next((v for v, e in var2val.items() if e.same_as(value)), None)
 
     def _record(self, key: str, w_nk: np.ndarray, sparse: bool, gelu: bool) -> LayerChoice:
         """The report entry of this weight's Linear: one per weight (a Linear left to Relax is seen
@@ -198,7 +273,30 @@ class _Rewriter:
             return expr if y is None else y
 
         func = rewrite_call(mm_only, no_bias, func)
-        return self.chain(func) if self.precision == "int8" else func
+        return self.fold_layouts(self.chain(func)) if self.precision == "int8" else func
+
+
+def _layout_op(call: relax.Call) -> bool:
+    name = call.op.name if isinstance(call.op, tvm.ir.Op) else ""
+    if name in ("relax.reshape", "relax.permute_dims"):
+        return True
+    return name == "relax.multiply" and isinstance(call.args[1], tvm.ir.expr.Constant) and _scalar(call) is not None
+
+
+def _scalar(call: relax.Call) -> float | None:
+    value = _array(call.args[1])
+    return float(value.reshape(-1)[0]) if value.size == 1 and value.dtype == np.float32 else None
+
+
+def _apply_layout(index: np.ndarray, ops: list[relax.Call]) -> np.ndarray:
+    """Where each element of a kernel's output ends up after ``ops`` (reshapes and permutes)."""
+    for op in ops:
+        if op.op.name == "relax.reshape":
+            index = index.reshape(_shape(op))
+        else:
+            axes = op.attrs.axes
+            index = index.transpose(None if axes is None else [int(a) for a in axes])
+    return index
 
 
 def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,

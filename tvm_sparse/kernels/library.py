@@ -34,6 +34,10 @@ class LinearLayer:
     # the output leaves as u8 [N, mp] quantized with out_quant = (scale, zero point) for the next
     in_transposed: bool = False
     out_quant: tuple[float, int] | None = None
+    # the graph folds what follows the layer into it: a constant factor (attention's 1/sqrt(d) on
+    # Q and K) and, for K, the transpose to [N, mp] fp32 that Q @ K^T wants
+    out_scale: float = 1.0
+    out_transposed: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp32"):
@@ -42,8 +46,11 @@ class LinearLayer:
             raise ValueError(f"weight must be [N, K], got shape {self.weight.shape}")
         if not (self.act_scale > 0 and 0 <= self.act_zero_point <= 255):
             raise ValueError(f"bad activation quantization: scale={self.act_scale}, zp={self.act_zero_point}")
-        if (self.in_transposed or self.out_quant) and not (self.sparse and self.precision == "int8"):
+        if (self.in_transposed or self.out_quant or self.out_transposed) and not (
+                self.sparse and self.precision == "int8"):
             raise ValueError("only sparse int8 layers chain in the [K, M] layout")
+        if self.out_scale != 1.0 and (self.precision != "int8" or self.out_quant or self.gelu):
+            raise ValueError("out_scale folds into an int8 layer's fp32 epilogue (without GELU) only")
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,12 +88,14 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
     else:
         epilogue = Epilogue.GELU if layer.gelu else Epilogue.FP32
     qin = np.array([1.0 / layer.act_scale, layer.act_zero_point], np.float32)
-    scale = (layer.act_scale * sw).astype(np.float32)
+    scale = (layer.act_scale * sw * layer.out_scale).astype(np.float32)
     corr = (layer.act_zero_point * wq.astype(np.int32).sum(axis=1)).astype(np.int32)
+    bias = (bias * layer.out_scale).astype(np.float32)
     if layer.sparse:
         p = bsr4x1.pack(wq)
         func = sparse_int8(m, k, n, epilogue, quantize_input=not layer.in_transposed,
-                           x_transposed=layer.in_transposed, y_transposed=layer.out_quant is not None)
+                           x_transposed=layer.in_transposed,
+                           y_transposed=layer.out_quant is not None or layer.out_transposed)
         consts = [] if layer.in_transposed else [qin]
         consts += [p.indptr, p.indices, p.values, scale, corr, bias]
         if layer.out_quant:
