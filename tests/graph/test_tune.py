@@ -53,3 +53,21 @@ def test_softmax_hand_schedule_is_seeded_as_a_record(tmp_path, target):
     replayed = tvm.s_tir.Schedule(task.dispatched[0])
     best[0].trace.apply_to_schedule(replayed, remove_postproc=False)  # the record replays
     assert "T.parallel" in replayed.mod.script()
+
+
+def test_attention_matmul_hand_schedule_is_seeded_and_applied(tmp_path, target):
+    """Seeded as a record like the softmax's; and at compile, a matmul of a shape nothing was tuned
+    for (another batch size) gets the hand schedule instead of staying unscheduled."""
+    from tests.schedule.test_matmul import _attention_matmul
+
+    func = _attention_matmul(2, 2, 16, 32, 16, mask=True)
+
+    class Task:
+        task_name, dispatched = "fused_matmul_add", [tvm.IRModule({"main": func})]
+
+    assert tune.hand_schedule_name(Task.dispatched[0]) == "matmul"
+    db = tune.open_database(tmp_path)
+    assert tune.seed_hand_schedules(Task, db, target) > 0
+    assert len(db.get_top_k(db.commit_workload(Task.dispatched[0]), 1)) == 1
+    applied = tune.apply_hand_schedules(tvm.IRModule({"mm": func}))["mm"]
+    assert applied.attrs["tirx.is_scheduled"] and "T.parallel" in applied.script()

@@ -81,6 +81,7 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
         if database is not None:
             with database:
                 mod = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(mod)
+        mod = tune.apply_hand_schedules(mod)
         missing = _untuned(mod)
         if missing and not allow_untuned:
             raise GraphError(

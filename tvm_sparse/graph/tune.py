@@ -21,6 +21,7 @@ import tvm_ffi
 from tvm import relax, s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
 from .linear import is_scheduled
 
@@ -107,11 +108,12 @@ class Progress:
         self.spent[self.key(task)] = self.get(task) + trials
         self.path.write_text(json.dumps(self.spent, indent=1))
 
-    def seeded(self, task) -> bool:
-        return self.spent.get(f"seeded:{self.key(task)}", 0) > 0
+    # per hand schedule: a hand schedule added later is still seeded into an old database
+    def seeded(self, task, hand: str) -> bool:
+        return self.spent.get(f"seeded:{hand}:{self.key(task)}", 0) > 0
 
-    def mark_seeded(self, task) -> None:
-        self.spent[f"seeded:{self.key(task)}"] = 1
+    def mark_seeded(self, task, hand: str) -> None:
+        self.spent[f"seeded:{hand}:{self.key(task)}"] = 1
         self.path.write_text(json.dumps(self.spent, indent=1))
 
 
@@ -134,14 +136,30 @@ def budget(heavy: int, light: int):
     return lambda task: heavy if is_heavy(task) else light
 
 
+# name -> (applies to the task's function?, schedule it): attention's softmax and batched matmuls
+HAND_SCHEDULES = {"softmax": (softmax_schedule.matches, softmax_schedule.schedule_softmax),
+                  "matmul": (matmul_schedule.matches, matmul_schedule.schedule_matmul)}
+
+
+def hand_schedule_name(mod: tvm.IRModule) -> str | None:
+    """Which hand schedule ``mod["main"]`` has, if any."""
+    return next((name for name, (matches, _) in HAND_SCHEDULES.items() if matches(mod["main"])), None)
+
+
+def hand_schedule(mod: tvm.IRModule) -> s_tir.Schedule | None:
+    """Our hand schedule of ``mod["main"]``, if it is a function we have one for."""
+    name = hand_schedule_name(mod)
+    return None if name is None else HAND_SCHEDULES[name][1](s_tir.Schedule(mod))
+
+
 def seed_hand_schedules(task, db: ms.database.Database, target: tvm.target.Target) -> float | None:
-    """Measure the hand schedule of a task that has one (attention's softmax) and commit it as a
-    record: compile picks it if nothing tuned beats it, and the search starts from it. Returns its
-    time in seconds, None when the task has no hand schedule."""
-    func = task.dispatched[0]["main"]
-    if not softmax_schedule.matches(func):
+    """Measure the hand schedule of a task that has one and commit it as a record: compile picks it
+    if nothing tuned beats it, and the search starts from it. Returns its time in seconds, None when
+    the task has no hand schedule."""
+    sch = hand_schedule(task.dispatched[0])
+    if sch is None:
         return None
-    sch = softmax_schedule.schedule_softmax(s_tir.Schedule(task.dispatched[0]))
+    func = task.dispatched[0]["main"]
     lib = build_func(sch.mod, target, None)
     info = ms.arg_info.ArgInfo.from_prim_func(func)
     args = alloc_args(tvm.cpu(), [a.as_json() for a in info], 1)[0]
@@ -151,6 +169,20 @@ def seed_hand_schedules(task, db: ms.database.Database, target: tvm.target.Targe
     db.commit_tuning_record(ms.database.TuningRecord(
         sch.trace, db.commit_workload(task.dispatched[0]), secs, target, info))
     return float(np.mean(secs))
+
+
+def apply_hand_schedules(mod: tvm.IRModule) -> tvm.IRModule:
+    """Schedule by hand every function still unscheduled that has a hand schedule (a batch size or
+    sequence length nothing was tuned for): shape-generic code instead of a refusal to compile."""
+    done = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tvm.tirx.PrimFunc) and not is_scheduled(func):
+            sch = hand_schedule(tvm.IRModule({"main": func}))
+            if sch is not None:
+                done[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    for gv, func in done.items():
+        mod[gv] = func
+    return mod
 
 
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, trials,
@@ -175,11 +207,11 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, tri
     for i, task in enumerate(tasks, 1):
         trials = per_task(task)
         have = progress.get(task)
-        if not progress.seeded(task):
-            hand = seed_hand_schedules(task, db, target)
-            progress.mark_seeded(task)
-            if hand is not None:
-                log(f"[{i}/{len(tasks)}] {task.task_name}: hand schedule {hand * 1e6:.1f} us")
+        hand = hand_schedule_name(task.dispatched[0])
+        if hand is not None and not progress.seeded(task, hand):
+            secs = seed_hand_schedules(task, db, target)
+            progress.mark_seeded(task, hand)
+            log(f"[{i}/{len(tasks)}] {task.task_name}: {hand} hand schedule {secs * 1e6:.1f} us")
         if have >= trials:
             log(f"[{i}/{len(tasks)}] {task.task_name}: {have} trials already in the database, skipped")
             continue
