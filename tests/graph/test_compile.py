@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tvm_sparse.graph import calibrate, importer
-from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
+from tvm_sparse.graph import calibrate, importer, rewrite
+from tvm_sparse.graph.compile import CompileOptions, compile_model, make_target, ort_reference
 
 from .conftest import SEQ, tiny_feeds
 
@@ -74,8 +74,11 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     # each FFN is one chain: the up projection hands u8 [N, M] straight to the down projection
     kernels = [x["kernel"] for x in tvm_sparse.load(out).metadata.layers]
     assert sum(k.endswith("_to_nm_u8") for k in kernels) == 2 and sum(k.endswith("_from_km") for k in kernels) == 2
-    # each attention's K projection writes K^T [N, M] itself, for Q @ K^T: no transpose kernel left
-    assert sum(k.endswith("_to_nm") for k in kernels) == 2
+    # each attention core (both matmuls, mask, softmax, head split and merge) is one int8 kernel
+    mod, _ = importer.to_relax(static, 1, SEQ)
+    swapped, _ = rewrite.swap_linears(mod, "int8", make_target(None), calib=calib)
+    text = swapped["main"].script()
+    assert text.count("attention_int8_") == 2 and "R.nn.softmax" not in text
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

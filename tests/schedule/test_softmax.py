@@ -35,3 +35,8 @@ def test_hand_softmax_matches_numpy_and_guards_nan(shape, target):
 
 def test_ragged_rows_are_left_to_metaschedule():
     assert not matches(_guarded_softmax((2, 30)))
+
+
+def test_single_chunk_rows_are_left_to_metaschedule():
+    """16-wide rows are one rfactor chunk, which the schedule cannot reorder (seen at seq 16)."""
+    assert not matches(_guarded_softmax((2, 2, 16, 16)))

@@ -19,6 +19,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, is_tuple, rewrite_call, wildcard
 
 from ..format import bsr4x1
+from ..kernels import attention_int8
 from ..kernels.library import LinearLayer
 from ..kernels.sparse_int8 import padded_m
 from .calibrate import ActQuant, weight_key
@@ -74,6 +75,7 @@ class _Rewriter:
         self.names, self.threshold, self.database = names, threshold, database
         self.layers: list[LayerChoice] = []
         self.calls: list[tuple[tvm.ir.expr.Constant, LinearLayer, LayerChoice]] = []
+        self.attention = 0  # attention cores fused into the int8 kernel
 
     def weight_nk(self, matched: relax.Expr, w_const: relax.Expr) -> np.ndarray:
         data = _array(w_const).astype(np.float32)
@@ -154,6 +156,43 @@ class _Rewriter:
 
         return rewrite_call(second, rewrite, func)
 
+    def fuse_attention(self, func: relax.Function) -> relax.Function:
+        """BERT's attention core (head split, ``Q @ K^T`` x scale + mask, softmax, ``P @ V``, head merge)
+        -> one call of the int8 VNNI attention kernel on the 2-D Q, K, V the Linears produce."""
+        var2val = relax.analysis.get_var2val(func)
+        qk = is_op("relax.matmul")(wildcard(), wildcard())
+        mask = wildcard()
+        probs = is_op("relax.nn.softmax")(is_op("relax.add")(qk, mask))
+        guarded = is_op("relax.where")(is_op("relax.isnan")(probs), is_const(), probs)
+        pv = is_op("relax.matmul")(guarded | probs, wildcard())
+        merged = is_op("relax.permute_dims")(pv)
+
+        def rewrite(expr, m):
+            b, h, seq, d = _shape(m[pv])
+            if list(expr.attrs.axes or []) != [0, 2, 1, 3] or _shape(m[probs])[-1] != seq \
+                    or not attention_int8.supported(seq, d) or m[mask].ty.dtype != "float32":
+                return expr
+            split = np.arange(b * seq * h * d).reshape(b, seq, h, d)
+            q, q_scale = _layout_source(m[qk].args[0], var2val, split.transpose(0, 2, 1, 3))
+            k, k_scale = _layout_source(m[qk].args[1], var2val, split.transpose(0, 2, 3, 1))
+            v, v_scale = _layout_source(m[pv].args[1], var2val, split.transpose(0, 2, 1, 3))
+            mask_shape = _shape(m[mask])
+            if q is None or k is None or v is None or v_scale != 1.0 or len(mask_shape) != 4:
+                return expr
+            try:
+                kernel = attention_int8.attention_int8(b, seq, h, d, q_scale * k_scale, tuple(mask_shape))
+            except ValueError:
+                return expr
+            kernel = kernel.with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True)
+            name = f"attention_int8_b{b}_l{seq}_h{h}_d{d}"
+            gv = self.bb.add_func(kernel.with_attr("global_symbol", name), name)
+            flat = [relax.op.reshape(x, (b * seq, h * d)) for x in (q, k, v)]
+            out = relax.call_tir(gv, [*flat, m[mask]], relax.TensorType((b * seq, h * d), "float32"))
+            self.attention += 1
+            return relax.op.reshape(out, (b, seq, h, d))
+
+        return rewrite_call(merged, rewrite, func)
+
     def fold_layouts(self, func: relax.Function) -> relax.Function:
         """Fold what attention does to an int8 Linear's fp32 output into the kernel: a scalar factor
         (the 1/sqrt(d) torch applies to Q and K) into its scale and bias, and a chain of reshapes
@@ -196,7 +235,8 @@ class _Rewriter:
             moved = _apply_layout(np.arange(m * n).reshape(m, n), layout)
             transposed = (layer.sparse and padded_m(m) == m
                           and np.array_equal(moved.ravel(), np.arange(m * n).reshape(m, n).T.ravel()))
-            if factor == 1.0 and not transposed:
+            permutes = sum(op.op.name == "relax.permute_dims" for op in layout)
+            if (factor == 1.0 or permutes > 1) and not transposed:  # > 1: a new function, no record
                 return expr
             y = self._call(replace(layer, out_scale=factor * layer.out_scale, out_transposed=transposed), m,
                            call.args[1].fields[0], choice)
@@ -273,7 +313,9 @@ class _Rewriter:
             return expr if y is None else y
 
         func = rewrite_call(mm_only, no_bias, func)
-        return self.fold_layouts(self.chain(func)) if self.precision == "int8" else func
+        if self.precision != "int8":
+            return func
+        return self.fold_layouts(self.chain(self.fuse_attention(func)))
 
 
 def _layout_op(call: relax.Call) -> bool:
@@ -286,6 +328,27 @@ def _layout_op(call: relax.Call) -> bool:
 def _scalar(call: relax.Call) -> float | None:
     value = _array(call.args[1])
     return float(value.reshape(-1)[0]) if value.size == 1 and value.dtype == np.float32 else None
+
+
+def _layout_source(expr: relax.Expr, var2val: dict, expected: np.ndarray) -> tuple[relax.Expr | None, float]:
+    """Walk back from ``expr`` through reshapes, permutes and scalar multiplies to the tensor they
+    rearrange; returns it and the product of the factors if the rearrangement maps its elements
+    (in row-major order) exactly as ``expected`` does, else (None, 1)."""
+    ops, factor = [], 1.0
+    while True:
+        value = var2val.get(expr, expr) if isinstance(expr, relax.Var) else expr
+        if not (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and _layout_op(value)):
+            break
+        if value.op.name == "relax.multiply":
+            factor *= _scalar(value)
+        else:
+            ops.append(value)
+        expr = value.args[0]
+    shape = _shape(expr)
+    if int(np.prod(shape)) != expected.size or expr.ty.dtype != "float32":
+        return None, 1.0
+    moved = _apply_layout(np.arange(expected.size).reshape(shape), ops[::-1])
+    return (expr, factor) if moved.shape == expected.shape and np.array_equal(moved, expected) else (None, 1.0)
 
 
 def _apply_layout(index: np.ndarray, ops: list[relax.Call]) -> np.ndarray:
@@ -318,6 +381,8 @@ def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,
     rw.layers.sort(key=lambda x: order.get(x.name, len(order)))  # graph order, not match order
     out = rw.bb.get()
     out["main"] = new_main
+    if rw.attention:  # the head merge is now reshape chains around the kernel: collapse them to views
+        out = relax.transform.RemoveRedundantReshape()(out)
     return relax.transform.DeadCodeElimination(["main"])(out), rw.layers
 
 

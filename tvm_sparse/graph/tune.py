@@ -147,9 +147,16 @@ def hand_schedule_name(mod: tvm.IRModule) -> str | None:
 
 
 def hand_schedule(mod: tvm.IRModule) -> s_tir.Schedule | None:
-    """Our hand schedule of ``mod["main"]``, if it is a function we have one for."""
+    """Our hand schedule of ``mod["main"]``, if it is a function we have one for (and it applies:
+    a shape ``matches`` did not foresee leaves the function to MetaSchedule, not a crash)."""
     name = hand_schedule_name(mod)
-    return None if name is None else HAND_SCHEDULES[name][1](s_tir.Schedule(mod))
+    if name is None:
+        return None
+    try:
+        return HAND_SCHEDULES[name][1](s_tir.Schedule(mod))
+    except (s_tir.ScheduleError, tvm.TVMError) as err:
+        logging.getLogger(__name__).warning("%s hand schedule does not apply: %s", name, str(err).splitlines()[-1])
+        return None
 
 
 def seed_hand_schedules(task, db: ms.database.Database, target: tvm.target.Target) -> float | None:
@@ -211,7 +218,8 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, tri
         if hand is not None and not progress.seeded(task, hand):
             secs = seed_hand_schedules(task, db, target)
             progress.mark_seeded(task, hand)
-            log(f"[{i}/{len(tasks)}] {task.task_name}: {hand} hand schedule {secs * 1e6:.1f} us")
+            if secs is not None:
+                log(f"[{i}/{len(tasks)}] {task.task_name}: {hand} hand schedule {secs * 1e6:.1f} us")
         if have >= trials:
             log(f"[{i}/{len(tasks)}] {task.task_name}: {have} trials already in the database, skipped")
             continue

@@ -17,13 +17,15 @@ INLINED = ("compute", "T_softmax_norm", "T_softmax_delta")  # isnan, divide, x -
 
 
 def matches(func: tirx.PrimFunc) -> bool:
-    """A fused softmax over a last axis that 16 lanes divide."""
+    """A fused softmax over a last axis that 16 lanes divide into 2 chunks or more (with one, the
+    rfactor'd loops are not a chain and the reorder below is refused)."""
     try:
         sch = s_tir.Schedule(func)
         names = {sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))}
         if not {*REDUCTIONS, "T_fast_exp", "T_softmax_norm"} <= names:
             return False
-        return int(sch.get(sch.get_loops(sch.get_sblock("T_softmax_maxelem"))[-1]).extent) % LANES == 0
+        extent = int(sch.get(sch.get_loops(sch.get_sblock("T_softmax_maxelem"))[-1]).extent)
+        return extent % LANES == 0 and extent >= 2 * LANES
     except (s_tir.ScheduleError, ValueError, KeyError):
         return False
 

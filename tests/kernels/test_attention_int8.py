@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import tvm
+
+from tvm_sparse.kernels.attention_int8 import attention_int8, reference
+
+
+def _run(batch, seq, heads, dim, mask, scale, target, seed=0):
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.standard_normal((batch * seq, heads * dim)).astype(np.float32) * 2 for _ in range(3))
+    lib = tvm.tirx.build(attention_int8(batch, seq, heads, dim, scale, mask.shape), target=target)
+    args = [tvm.runtime.tensor(a) for a in [q, k, v, mask, np.zeros_like(q)]]
+    lib(*args)
+    return args[-1].numpy(), reference(q, k, v, mask, heads, scale), lib
+
+
+@pytest.mark.parametrize("batch,mask_batch,mask_rows", [(1, 1, 32), (2, 2, 1), (2, 1, 32)])
+def test_int8_attention_close_to_fp32(batch, mask_batch, mask_rows, target):
+    seq, heads, dim = 32, 3, 32
+    mask = np.zeros((mask_batch, 1, mask_rows, seq), np.float32)
+    mask[..., seq * 3 // 4:] = np.finfo(np.float32).min  # the exporter's additive padding mask
+    got, ref, lib = _run(batch, seq, heads, dim, mask, 1 / np.sqrt(dim), target)
+    cos = (got * ref).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.995 and np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+    asm = lib.inspect_source("asm")
+    assert "vpdpbusd" in asm and "expf" not in asm  # VNNI matmuls; exp as a vector polynomial
+
+
+def test_fully_masked_row_is_uniform_like_fp32(target):
+    mask = np.zeros((1, 1, 16, 16), np.float32)
+    mask[0, 0, 5] = np.finfo(np.float32).min  # row 5 masked everywhere: uniform weights, no NaN
+    got, ref, _ = _run(1, 16, 2, 16, mask, 0.25, target)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[5], ref[5], atol=0.05 * np.abs(ref[5]).max())
+
+
+def test_unsupported_shapes_are_refused():
+    with pytest.raises(ValueError, match="divisible"):
+        attention_int8(1, 30, 2, 32, 1.0, (1, 1, 30, 30))
+    with pytest.raises(ValueError, match="broadcast"):
+        attention_int8(2, 32, 2, 32, 1.0, (3, 1, 32, 32))

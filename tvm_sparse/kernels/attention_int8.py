@@ -1,0 +1,207 @@
+"""Multi-head attention on VNNI: ``softmax(Q K^T * scale + mask) V`` with both matmuls in int8.
+
+What the graph calls in place of BERT's attention core (head split, ``Q @ K^T``, mask, softmax,
+``P @ V``, head merge): fp32 ``Q, K, V [B*L, H*D]`` in, fp32 ``O [B*L, H*D]`` out, as the Linear
+kernels around it read and write them. Per (batch, head), on one core:
+
+  quantize   Q, K, V to 8 bits, symmetric, with the head's own absolute maximum (dynamic: no
+             calibration, and one outlier head does not cost the others their precision). Q is
+             shifted to u8 (+128) for ``vpdpbusd``; the shift is undone with K's column sums.
+  pack       K as [D/4, L, 4] and V as [L/4, D, 4]: 16 lanes x 4 bytes, ``vpdpbusd``'s operand
+  scores     per query row: L/16 vectors, each D/4 ``vpdpbusd`` (a broadcast quad of Q x packed K)
+  softmax    fp32, exp as a polynomial (LLVM has no vector exp); probabilities quantized to u8
+             against the row's maximum (which is exactly 1 before normalization: p = e / sum(e),
+             e = exp(s - max)), so a diffuse row keeps 8 bits of resolution
+  context    per row: D/16 vectors, each L/4 ``vpdpbusd`` (a broadcast quad of P x packed V),
+             normalized by the sum of the quantized probabilities, so the weights sum to 1
+
+The model's additive mask is read as is, broadcast over heads (and batch or rows where its shape
+is 1). A fully masked row stays what the fp32 graph computes: uniform weights.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+VNNI = "llvm.x86.avx512.vpdpbusd.512"
+LANES = 16
+# 4 rows of 16 bytes ([row][lane]) -> [lane][row]: vpdpbusd's 4-byte groups
+_INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
+_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.693359375, -2.12194440e-4
+_EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+def fast_exp(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """exp as 2^n * p(r) (Cephes' expf polynomial, ~1e-7 relative): vectorizes, where T.exp is one
+    libm call per element. Clamped to [-87, 88]: the mask's -3.4e38 gives ~1e-38, not NaN."""
+    x = T.max(T.min(x, T.float32(88.0)), T.float32(-87.0))
+    n = T.floor(x * T.float32(_LOG2E) + T.float32(0.5))
+    r = x - n * T.float32(_LN2_HI) - n * T.float32(_LN2_LO)
+    p = T.float32(_EXP_POLY[0])
+    for c in _EXP_POLY[1:]:
+        p = p * r + T.float32(c)
+    p = p * r * r + r + T.float32(1.0)
+    two_n = T.reinterpret("float32", T.shift_left(T.Cast("int32", n) + 127, 23))
+    return p * two_n
+
+
+def _reduce16(vec: tirx.PrimExpr, op) -> tirx.PrimExpr:
+    """A 16-lane vector folded to a scalar in 4 halving steps (shuffles), not 15 dependent scalar ops."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        vec = op(T.Shuffle([vec], [T.int32(x) for x in range(width)]),
+                 T.Shuffle([vec], [T.int32(x) for x in range(width, 2 * width)]))
+    return vec
+
+
+def supported(seq: int, head_dim: int) -> bool:
+    return seq % LANES == 0 and head_dim % LANES == 0
+
+
+def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
+                   mask_shape: tuple[int, int, int, int]) -> tirx.PrimFunc:
+    """The fused kernel for ``Q, K, V [batch*seq, heads*head_dim]`` and an additive mask of
+    ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores."""
+    if not supported(seq, head_dim):
+        raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
+    if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
+            or mask_shape[2] not in (1, seq) or mask_shape[3] != seq:
+        raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
+    B, L, H, D = batch, seq, heads, head_dim
+    mb, mr = mask_shape[0] > 1, mask_shape[2] > 1
+    DQ, LQ, LV, DV = D // 4, L // 4, L // LANES, D // LANES
+    JB = max(x for x in range(1, 9) if LV % x == 0)  # score vectors in registers at once
+    DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors (x 2 key halves)
+
+    @T.prim_func(private=True)
+    def func(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True})
+        Q = T.match_buffer(q, (B * L, H * D), "float32")
+        K = T.match_buffer(k, (B * L, H * D), "float32")
+        V = T.match_buffer(v, (B * L, H * D), "float32")
+        Mask = T.match_buffer(mask, mask_shape, "float32")
+        Out = T.match_buffer(o, (B * L, H * D), "float32")
+        for bh in T.parallel(B * H):
+            b = bh // H
+            h = bh % H
+            q8 = T.decl_buffer((L, D), "uint8")
+            k8 = T.decl_buffer((L, D), "int8")
+            k8w = T.decl_buffer((L, DQ), "int32", data=k8.data)
+            v8 = T.decl_buffer((L, D), "int8")
+            kpw = T.decl_buffer((DQ, L), "int32")
+            kpw_i8 = T.decl_buffer((DQ, L * 4), "int8", data=kpw.data)
+            vp = T.decl_buffer((LQ, D * 4), "int8")
+            colsum = T.decl_buffer((L,), "int32")
+            amax = T.decl_buffer((3, D), "float32")
+            sc = T.decl_buffer((3,), "float32")
+            row = T.decl_buffer((L,), "float32")
+            p8 = T.decl_buffer((L,), "uint8")
+            acc = T.decl_buffer((max(JB, 2 * DB), LANES), "int32")
+            red = T.decl_buffer((LANES,), "float32")
+            # per-head scales: max |x| over the head's [L, D] block, D lanes at a time
+            for t in range(3):
+                for d in T.vectorized(D):
+                    amax[t, d] = T.float32(0)
+            for i in range(L):
+                for d in T.vectorized(D):
+                    amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, h * D + d]))
+                    amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, h * D + d]))
+                    amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, h * D + d]))
+            for t in range(3):
+                sc[t] = T.float32(1e-30)
+                for d in range(D):
+                    sc[t] = T.max(sc[t], amax[t, d])
+                sc[t] = sc[t] / T.float32(127.0)
+            # quantize (rows contiguous, vectorized), then pack for vpdpbusd
+            for t in range(3):
+                sc[t] = T.float32(1.0) / sc[t]
+            for i in range(L):
+                for d in T.vectorized(D):
+                    q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, h * D + d] * sc[0])) + 128)
+                    k8[i, d] = T.Cast("int8", T.round(K[b * L + i, h * D + d] * sc[1]))
+                    v8[i, d] = T.Cast("int8", T.round(V[b * L + i, h * D + d] * sc[2]))
+            for dq in range(DQ):  # K: 4 bytes of D per key are one 32-bit word: a word transpose
+                for j in T.vectorized(L):
+                    kpw[dq, j] = k8w[j, dq]
+            for jq, dv in T.grid(LQ, DV):  # V: 4 consecutive keys' bytes interleaved per channel
+                vp[jq, T.ramp(dv * LANES * 4, 1, LANES * 4)] = T.Shuffle(
+                    [v8[jq * 4 + r, T.ramp(dv * LANES, 1, LANES)] for r in range(4)], _INTERLEAVE)
+            for jv in range(LV):  # K's column sums (Q's +128 correction): a dot with all-ones
+                colsum[T.ramp(jv * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                for dq in T.unroll(DQ):
+                    colsum[T.ramp(jv * LANES, 1, LANES)] = T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id(VNNI), colsum[T.ramp(jv * LANES, 1, LANES)],
+                        T.reinterpret(T.broadcast(T.int32(0x01010101), LANES), dtype="uint8x64"),
+                        kpw_i8.vload([dq, jv * LANES * 4], "int8x64"), dtype="int32x16")
+            for i in range(L):
+                # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
+                for jc in range(LV // JB):  # JB accumulators at once: vpdpbusd's latency is hidden
+                    for jb in T.unroll(JB):
+                        acc[jb, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                    for dq in range(DQ):
+                        for jb in T.unroll(JB):
+                            acc[jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
+                                T.llvm_lookup_intrinsic_id(VNNI), acc[jb, T.ramp(0, 1, LANES)],
+                                T.reinterpret(T.broadcast(T.reinterpret(q8[i, T.ramp(dq * 4, 1, 4)], dtype="int32"),
+                                                          LANES), dtype="uint8x64"),
+                                kpw_i8.vload([dq, (jc * JB + jb) * LANES * 4], "int8x64"),
+                                dtype="int32x16")
+                    for jb in T.unroll(JB):
+                        for ln in T.vectorized(LANES):
+                            row[(jc * JB + jb) * LANES + ln] = T.Cast(
+                                "float32", acc[jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
+                            ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
+                                b if mb else 0, 0, i if mr else 0, (jc * JB + jb) * LANES + ln]
+                # softmax numerator, quantized against the row maximum
+                for ln in T.vectorized(LANES):
+                    red[ln] = row[ln]
+                for c in range(1, LV):
+                    for ln in T.vectorized(LANES):
+                        red[ln] = T.max(red[ln], row[c * LANES + ln])
+                red[0] = _reduce16(red[T.ramp(0, 1, LANES)], T.max)
+                for j in T.vectorized(L):
+                    row[j] = T.round(fast_exp(row[j] - red[0]) * T.float32(255.0))
+                    p8[j] = T.Cast("uint8", T.Cast("int32", row[j]))
+                for ln in T.vectorized(LANES):
+                    red[ln] = row[ln]
+                for c in range(1, LV):
+                    for ln in T.vectorized(LANES):
+                        red[ln] = red[ln] + row[c * LANES + ln]
+                red[0] = _reduce16(red[T.ramp(0, 1, LANES)], lambda a, c: a + c)
+                # context: o = (p8 . v8) * sv / sum(p8)
+                for dc in range(DV // DB):  # DB channel vectors x 2 halves of the keys at once
+                    for part, db in T.grid(2, DB):
+                        acc[part * DB + db, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                    for jq in range(LQ // 2):
+                        for part, db in T.grid(2, DB):
+                            acc[part * DB + db, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
+                                T.llvm_lookup_intrinsic_id(VNNI), acc[part * DB + db, T.ramp(0, 1, LANES)],
+                                T.reinterpret(T.broadcast(T.reinterpret(p8[T.ramp((jq * 2 + part) * 4, 1, 4)],
+                                                                        dtype="int32"), LANES), dtype="uint8x64"),
+                                vp.vload([jq * 2 + part, (dc * DB + db) * LANES * 4], "int8x64"),
+                                dtype="int32x16")
+                    for db in T.unroll(DB):
+                        for ln in T.vectorized(LANES):
+                            Out[b * L + i, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
+                                "float32", acc[db, ln] + acc[DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[0]))
+
+    return func.with_attr("global_symbol", "main")
+
+
+def reference(q, k, v, mask, heads: int, scale: float):
+    """numpy fp32 of what the kernel approximates: the graph's own attention core."""
+    import numpy as np
+
+    bl, hd = q.shape
+    seq = mask.shape[-1]
+
+    def split(x):
+        return x.reshape(bl // seq, seq, heads, hd // heads).transpose(0, 2, 1, 3)
+
+    s = split(q) @ split(k).transpose(0, 1, 3, 2) * scale + mask
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return (p @ split(v)).transpose(0, 2, 1, 3).reshape(bl, hd)
+
