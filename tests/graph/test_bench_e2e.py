@@ -16,9 +16,11 @@ def test_ratios_are_other_over_ours():
     rows = [_row("tvm_int8", 10.0), _row("tvm_dense", 30.0), _row("ort_fp32", 140.0), _row("ort_int8", 50.0),
             _row("tvm_int8", 6.0, threads=2), {**_row("ort_int8", 0.0, threads=2), "error": "boom"}]
     by = {g["threads"]: g for g in bench_e2e.ratios(rows)}
-    assert by[1]["ratio"] == pytest.approx({"ort_fp32": 14.0, "ort_int8": 5.0, "tvm_dense": 3.0})
+    assert {k: by[1]["ratio"][k] for k in ("ort_fp32", "ort_int8", "tvm_dense")} == pytest.approx(
+        {"ort_fp32": 14.0, "ort_int8": 5.0, "tvm_dense": 3.0})
     assert by[1]["p90_ms"]["tvm_int8"] == pytest.approx(11.0)
-    assert by[2]["ratio"] == {"ort_fp32": None, "ort_int8": None, "tvm_dense": None}  # missing or failed
+    assert set(by[2]["ratio"].values()) == {None}  # missing or failed
+    assert by[1]["ratio"]["itrex"] is None  # an optional engine that did not run
 
 
 def test_best_throughput_respects_the_p90_bound():
@@ -40,6 +42,9 @@ def test_markdown_table():
     assert "| bert-base | 90% | 1 | 10.00 (11.00) | - | 140.00 (154.00) | 50.00 (55.00) | 14.00x | 5.00x | - |" in lines
     assert any(line.startswith("| bert-base | tvm_int8 | 50 | 1: 100.0 (12.0) | 100.0 (1) |") for line in lines)
     assert lines[-1] == "a note"
+    assert "itrex" not in md  # the optional engine's columns appear only when it ran
+    with_itrex = bench_e2e.markdown(bench_e2e.ratios(rows + [_row("itrex", 12.5)]))
+    assert "| itrex ms (p90) |" in with_itrex and "| 1.25x |" in with_itrex
 
 
 def test_dense_path_reuses_the_unpruned_library(tmp_path, monkeypatch):
@@ -64,3 +69,11 @@ def test_cli_runs_the_configured_subset(monkeypatch, tmp_path):
     assert cfg.throughput_models == ("bert-base",) and cfg.throughput_batches == (1, 4)
     with pytest.raises(SystemExit):
         main(["bench-e2e", "--models", "gpt2"])
+    with pytest.raises(SystemExit, match="itrex-python"):
+        main(["bench-e2e", "--engines", "tvm_int8,itrex"])
+
+
+def test_itrex_runs_batch_1_sequence_128_only(tmp_path):
+    cfg = bench_e2e.Config(out_dir=tmp_path, itrex_python="python3", seq_len=64)
+    with pytest.raises(RuntimeError, match="sequence 128"):
+        bench_e2e.time_engine("itrex", tmp_path, 1, 64, 1, 5, cfg)

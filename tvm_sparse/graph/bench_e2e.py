@@ -29,7 +29,8 @@ from pathlib import Path
 MODELS = ("bert-mini", "minilm", "bert-base")
 SPARSITIES = (0.0, 0.8, 0.9)
 ENGINES = ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8")
-RATIO_AGAINST = ("ort_fp32", "ort_int8", "tvm_dense")
+OPTIONAL_ENGINES = ("itrex",)  # the paper's Intel engine, under its own interpreter (--itrex-python)
+RATIO_AGAINST = ("ort_fp32", "ort_int8", "tvm_dense", "itrex")
 DENSE_THRESHOLD = 2.0  # block sparsity is at most 1: every Linear goes dense
 # p90 bounds for the throughput metric, by model (a bert-base-sized model: 50 ms)
 LATENCY_BOUND_MS = {"bert-mini": 10.0, "minilm": 20.0, "bert-base": 50.0}
@@ -55,6 +56,7 @@ class Config:
     throughput_trials: tuple[int, int] = (0, 0)  # graph tuning (heavy, light) for batch > 1
     engines: tuple[str, ...] = ENGINES
     build_only: bool = False  # compile and cache every artifact, time nothing
+    itrex_python: str = ""  # the interpreter of an environment with ITREX 1.4.2 (bench/peers/itrex.py)
     extra: dict = field(default_factory=dict)
 
 
@@ -139,9 +141,36 @@ def target_spec(cfg: Config) -> dict:
 
 # ------------------------------------------------------------------------------------------ timing
 
-def time_engine(engine: str, lib_or_onnx: Path, batch: int, seq_len: int, threads: int, runs: int) -> dict:
-    from .bench import bench_library, bench_onnxruntime
+def _itrex(cfg: Config, *args, threads: int | None = None) -> dict:
+    """Run the Intel engine's script under its own interpreter; its last stdout line is JSON."""
+    import os
+    import subprocess
 
+    from ..bench.peers import itrex
+
+    if not cfg.itrex_python:
+        raise RuntimeError("the itrex engine needs --itrex-python (see tvm_sparse/bench/peers/itrex.py)")
+    if cfg.batch != 1 or cfg.seq_len != itrex.SEQ:
+        raise RuntimeError(f"the itrex script runs batch 1, sequence {itrex.SEQ} only")
+    cmd = [cfg.itrex_python, itrex.__file__, *map(str, args)]
+    env = dict(os.environ, GLOG_minloglevel="2")
+    if threads:  # the engine's OpenMP pool: pinned like ours, one core per thread
+        env["OMP_NUM_THREADS"] = str(threads)
+        cmd = ["taskset", "-c", ",".join(map(str, range(threads))), *cmd]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"itrex failed:\n{res.stderr[-2000:]}")
+    return {**json.loads(res.stdout.strip().splitlines()[-1]),
+            "notes": [x for x in res.stderr.splitlines() if "sparse kernels" in x]}
+
+
+def time_engine(engine: str, lib_or_onnx: Path, batch: int, seq_len: int, threads: int, runs: int,
+                cfg: Config | None = None) -> dict:
+    from .bench import _summary, bench_library, bench_onnxruntime
+
+    if engine == "itrex":
+        return {**_summary(_itrex(cfg, "time", lib_or_onnx, threads, runs, threads=threads)["times"]),
+                "threads": threads}
     if engine.startswith("tvm"):
         return bench_library(str(lib_or_onnx), runs=runs, threads=threads)
     return bench_onnxruntime(str(lib_or_onnx), batch, seq_len, runs=runs, threads=threads)
@@ -155,6 +184,11 @@ def artifact(cfg: Config, engine: str, model: str, sparsity: float, batch: int, 
             return library(cfg, model, sparsity, "dense", batch, log)
         return library(cfg, model, 0.0, "int8", batch, log)  # 0% sparse: every Linear dense
     src = pruned_onnx(model, sparsity, cfg.out_dir, log)
+    if engine == "itrex":
+        built = _itrex(cfg, "build", src, Path(cfg.out_dir) / "itrex" / src.stem)
+        for note in built["notes"]:  # how many layers the engine put on its sparse kernels
+            log(note)
+        return Path(built["ir"])
     return src if engine == "ort_fp32" else quantized_onnx(src, log)
 
 
@@ -180,7 +214,7 @@ def run_matrix(cfg: Config, log=print) -> list[dict]:
                         row["error"] = str(paths[engine])[-500:]
                     else:
                         try:
-                            row.update(time_engine(engine, paths[engine], cfg.batch, cfg.seq_len, th, cfg.runs))
+                            row.update(time_engine(engine, paths[engine], cfg.batch, cfg.seq_len, th, cfg.runs, cfg))
                             row["artifact"] = str(paths[engine])
                         except Exception as err:  # noqa: BLE001
                             row["error"] = str(err)[-500:]
@@ -258,17 +292,21 @@ def _fmt(x, spec: str = ".2f") -> str:
 
 
 def markdown(summary: list[dict], throughput: dict | None = None, note: str = "") -> str:
+    engines = ["tvm_int8", "tvm_dense", "ort_fp32", "ort_int8"]
+    if any("itrex" in g["median_ms"] for g in summary):
+        engines.append("itrex")
+    against = [e for e in RATIO_AGAINST if e in engines]
     lines = [
-        "| model | sparsity | threads | tvm int8 ms (p90) | tvm dense ms (p90) | ort fp32 ms (p90) "
-        "| ort int8 ms (p90) | vs ort fp32 | vs ort int8 | vs tvm dense |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | sparsity | threads | " + " | ".join(f"{e.replace('_', ' ')} ms (p90)" for e in engines)
+        + " | " + " | ".join(f"vs {e.replace('_', ' ')}" for e in against) + " |",
+        "|---|---:|---:|" + "---:|" * (len(engines) + len(against)),
     ]
     for g in summary:
         cells = []
-        for e in ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8"):
+        for e in engines:
             m, p = g["median_ms"].get(e), g["p90_ms"].get(e)
             cells.append("-" if m is None else f"{m:.2f} ({p:.2f})")
-        rat = [("-" if g["ratio"].get(o) is None else f"{g['ratio'][o]:.2f}x") for o in RATIO_AGAINST]
+        rat = [("-" if g["ratio"].get(o) is None else f"{g['ratio'][o]:.2f}x") for o in against]
         lines.append(f"| {g['model']} | {pct(g['sparsity'])}% | {g['threads']} | " + " | ".join(cells + rat) + " |")
     if throughput:
         lines += ["", "| model | engine | p90 bound ms | batch: seq/s (p90 ms) | best seq/s (batch) |",

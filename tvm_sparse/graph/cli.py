@@ -126,7 +126,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--sparsities", default="0,0.8,0.9", help="comma list of 4x1 sparsities (default 0,0.8,0.9)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--engines", default=",".join(_e2e().ENGINES),
-                   help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all)")
+                   help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all four), itrex")
     p.add_argument("--runs", type=int, default=50, help="timed runs per engine (default 50)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     p.add_argument("--trials", type=int, default=0,
@@ -140,6 +140,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--throughput-sparsity", type=float, default=0.9)
     p.add_argument("--batches", default="1,2,4,8", help="batch sizes for --throughput (default 1,2,4,8)")
     p.add_argument("--build-only", action="store_true", help="compile and cache everything, time nothing")
+    p.add_argument("--itrex-python", default="",
+                   help="python of an environment with Intel Extension for Transformers 1.4.2: adds the paper's "
+                        "Intel engine with --engines ...,itrex (setup: tvm_sparse/bench/peers/itrex.py)")
     p.add_argument("--throughput-threads", type=int, default=1)
     p.add_argument("--throughput-trials", default="0,0",
                    help="HEAVY,LIGHT graph tuning trials per task for batch sizes other than 1, whose "
@@ -163,15 +166,18 @@ def _cmd_bench_e2e(args) -> None:
         if m not in e2e.MODELS:
             raise SystemExit(f"unknown model {m!r}: choose from {', '.join(e2e.MODELS)}")
     for e in _csv(args.engines):
-        if e not in e2e.ENGINES:
-            raise SystemExit(f"unknown engine {e!r}: choose from {', '.join(e2e.ENGINES)}")
+        if e not in e2e.ENGINES + e2e.OPTIONAL_ENGINES:
+            raise SystemExit(f"unknown engine {e!r}: choose from {', '.join(e2e.ENGINES + e2e.OPTIONAL_ENGINES)}")
+    if "itrex" in _csv(args.engines) and not args.itrex_python:
+        raise SystemExit("--engines itrex needs --itrex-python (an environment set up as "
+                         "tvm_sparse/bench/peers/itrex.py says)")
     cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,
                      throughput_models=_csv(args.throughput), throughput_sparsity=args.throughput_sparsity,
                      throughput_batches=_csv(args.batches, int), throughput_threads=args.throughput_threads,
                      throughput_trials=_csv(args.throughput_trials, int),
-                     engines=_csv(args.engines), build_only=args.build_only)
+                     engines=_csv(args.engines), build_only=args.build_only, itrex_python=args.itrex_python)
     e2e.run(cfg, log=lambda *a: print(*a, flush=True))
 
 

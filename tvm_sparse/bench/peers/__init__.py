@@ -1,0 +1,1 @@
+"""Other engines, driven by their own interpreters (their pins conflict with ours): scripts only."""
