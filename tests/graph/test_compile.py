@@ -79,6 +79,7 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     swapped, _ = rewrite.swap_linears(mod, "int8", make_target(None), calib=calib)
     text = swapped["main"].script()
     assert text.count("attention_int8_") == 2 and "R.nn.softmax" not in text
+    assert text.count("_qkv") == 2  # Q, K and V projected by one kernel, read in place by the attention
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

@@ -39,3 +39,19 @@ def test_unsupported_shapes_are_refused():
         attention_int8(1, 30, 2, 32, 1.0, (1, 1, 30, 30))
     with pytest.raises(ValueError, match="broadcast"):
         attention_int8(2, 32, 2, 32, 1.0, (3, 1, 32, 32))
+
+
+def test_qkv_columns_of_one_tensor_read_in_place(target):
+    """The fused QKV projection's [B*L, 3*H*D] output, passed as all three arguments."""
+    seq, heads, dim = 32, 2, 16
+    rng = np.random.default_rng(3)
+    qkv = rng.standard_normal((seq, 3 * heads * dim)).astype(np.float32)
+    mask = np.zeros((1, 1, seq, seq), np.float32)
+    hd = heads * dim
+    func = attention_int8(1, seq, heads, dim, 0.25, mask.shape, width=3 * hd, offsets=(0, hd, 2 * hd))
+    lib = tvm.tirx.build(func, target=target)
+    t = tvm.runtime.tensor(qkv)
+    out = tvm.runtime.tensor(np.zeros((seq, hd), np.float32))
+    lib(t, t, t, tvm.runtime.tensor(mask), out)
+    ref = reference(qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:], mask, heads, 0.25)
+    assert np.abs(out.numpy() - ref).max() < 0.05 * np.abs(ref).max()

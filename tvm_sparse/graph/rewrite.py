@@ -179,19 +179,46 @@ class _Rewriter:
             mask_shape = _shape(m[mask])
             if q is None or k is None or v is None or v_scale != 1.0 or len(mask_shape) != 4:
                 return expr
+            qkv = self._fuse_qkv([q, k, v], var2val)
+            width, offsets = (3 * h * d, (0, h * d, 2 * h * d)) if qkv is not None else (None, (0, 0, 0))
             try:
-                kernel = attention_int8.attention_int8(b, seq, h, d, q_scale * k_scale, tuple(mask_shape))
+                kernel = attention_int8.attention_int8(b, seq, h, d, q_scale * k_scale, tuple(mask_shape),
+                                                       width, offsets)
             except ValueError:
                 return expr
             kernel = kernel.with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True)
-            name = f"attention_int8_b{b}_l{seq}_h{h}_d{d}"
+            name = f"attention_int8_b{b}_l{seq}_h{h}_d{d}{'_qkv' if qkv is not None else ''}"
             gv = self.bb.add_func(kernel.with_attr("global_symbol", name), name)
-            flat = [relax.op.reshape(x, (b * seq, h * d)) for x in (q, k, v)]
+            flat = [qkv] * 3 if qkv is not None else [relax.op.reshape(x, (b * seq, h * d)) for x in (q, k, v)]
             out = relax.call_tir(gv, [*flat, m[mask]], relax.TensorType((b * seq, h * d), "float32"))
             self.attention += 1
             return relax.op.reshape(out, (b, seq, h, d))
 
         return rewrite_call(merged, rewrite, func)
+
+    def _fuse_qkv(self, sources: list, var2val: dict) -> relax.Expr | None:
+        """Q, K and V projected from one input by int8 kernels of one kind -> one kernel of three times
+        the width: the input is quantized and transposed once, not three times. None if they are not."""
+        calls = [var2val.get(x, x) if isinstance(x, relax.Var) else x for x in sources]
+        found = [self._kernel_of(c) for c in calls]
+        if any(f is None for f in found):
+            return None
+        layers = [f[0] for f in found]
+        inputs = [c.args[1].fields[0] for c in calls]
+        first = layers[0]
+        if not all(x.same_as(inputs[0]) for x in inputs) or any(
+                (lay.sparse, lay.act_scale, lay.act_zero_point, lay.gelu, lay.out_scale, lay.in_transposed)
+                != (first.sparse, first.act_scale, first.act_zero_point, False, 1.0, False) for lay in layers):
+            return None
+        weight = np.concatenate([lay.weight for lay in layers])
+        bias = np.concatenate([lay.bias if lay.bias is not None else np.zeros(lay.weight.shape[0], np.float32)
+                               for lay in layers])
+        fused = replace(first, weight=weight, bias=bias)
+        m = int(np.prod(_shape(calls[0])[:-1]))
+        y = self._call(fused, m, inputs[0], found[0][1])
+        for _, choice in found[1:]:
+            choice.kernel = found[0][1].kernel
+        return y
 
     def fold_layouts(self, func: relax.Function) -> relax.Function:
         """Fold what attention does to an int8 Linear's fp32 output into the kernel: a scalar factor

@@ -61,15 +61,21 @@ def supported(seq: int, head_dim: int) -> bool:
 
 
 def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
-                   mask_shape: tuple[int, int, int, int]) -> tirx.PrimFunc:
+                   mask_shape: tuple[int, int, int, int], width: int | None = None,
+                   offsets: tuple[int, int, int] = (0, 0, 0)) -> tirx.PrimFunc:
     """The fused kernel for ``Q, K, V [batch*seq, heads*head_dim]`` and an additive mask of
-    ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores."""
+    ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores.
+
+    ``width`` and ``offsets``: Q, K and V as column ranges of wider rows (one fused QKV projection's
+    ``[batch*seq, 3*heads*head_dim]`` output, passed as all three arguments), read in place."""
     if not supported(seq, head_dim):
         raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
             or mask_shape[2] not in (1, seq) or mask_shape[3] != seq:
         raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
     B, L, H, D = batch, seq, heads, head_dim
+    W = width or H * D
+    QO, KO, VO = offsets
     mb, mr = mask_shape[0] > 1, mask_shape[2] > 1
     DQ, LQ, LV, DV = D // 4, L // 4, L // LANES, D // LANES
     JB = max(x for x in range(1, 9) if LV % x == 0)  # score vectors in registers at once
@@ -78,9 +84,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
-        Q = T.match_buffer(q, (B * L, H * D), "float32")
-        K = T.match_buffer(k, (B * L, H * D), "float32")
-        V = T.match_buffer(v, (B * L, H * D), "float32")
+        Q = T.match_buffer(q, (B * L, W), "float32")
+        K = T.match_buffer(k, (B * L, W), "float32")
+        V = T.match_buffer(v, (B * L, W), "float32")
         Mask = T.match_buffer(mask, mask_shape, "float32")
         Out = T.match_buffer(o, (B * L, H * D), "float32")
         for bh in T.parallel(B * H):
@@ -106,9 +112,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                     amax[t, d] = T.float32(0)
             for i in range(L):
                 for d in T.vectorized(D):
-                    amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, h * D + d]))
-                    amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, h * D + d]))
-                    amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, h * D + d]))
+                    amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, QO + h * D + d]))
+                    amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, KO + h * D + d]))
+                    amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, VO + h * D + d]))
             for t in range(3):
                 sc[t] = T.float32(1e-30)
                 for d in range(D):
@@ -119,9 +125,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                 sc[t] = T.float32(1.0) / sc[t]
             for i in range(L):
                 for d in T.vectorized(D):
-                    q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, h * D + d] * sc[0])) + 128)
-                    k8[i, d] = T.Cast("int8", T.round(K[b * L + i, h * D + d] * sc[1]))
-                    v8[i, d] = T.Cast("int8", T.round(V[b * L + i, h * D + d] * sc[2]))
+                    q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, QO + h * D + d] * sc[0])) + 128)
+                    k8[i, d] = T.Cast("int8", T.round(K[b * L + i, KO + h * D + d] * sc[1]))
+                    v8[i, d] = T.Cast("int8", T.round(V[b * L + i, VO + h * D + d] * sc[2]))
             for dq in range(DQ):  # K: 4 bytes of D per key are one 32-bit word: a word transpose
                 for j in T.vectorized(L):
                     kpw[dq, j] = k8w[j, dq]
