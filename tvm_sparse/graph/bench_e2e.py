@@ -292,9 +292,7 @@ def _fmt(x, spec: str = ".2f") -> str:
 
 
 def markdown(summary: list[dict], throughput: dict | None = None, note: str = "") -> str:
-    engines = ["tvm_int8", "tvm_dense", "ort_fp32", "ort_int8"]
-    if any("itrex" in g["median_ms"] for g in summary):
-        engines.append("itrex")
+    engines = list(ENGINES) + [e for e in OPTIONAL_ENGINES if any(e in g["median_ms"] for g in summary)]
     against = [e for e in RATIO_AGAINST if e in engines]
     lines = [
         "| model | sparsity | threads | " + " | ".join(f"{e.replace('_', ' ')} ms (p90)" for e in engines)

@@ -140,13 +140,8 @@ class _Rewriter:
         fields = [into] + [wildcard() for _ in range(7)]  # X, Qin, Indptr, Indices, Values, Scale, Corr, Bias
         second = is_op("relax.call_tir")(wildcard(), is_tuple(fields))
 
-        def layer_of(call: relax.Call):
-            args = call.args[1].fields
-            return next(((lay, ch) for q, lay, ch in self.calls if len(args) > 1 and args[1].same_as(q)),
-                        (None, None))
-
         def rewrite(expr, m):
-            (l1, c1), (l2, c2) = layer_of(m[first]), layer_of(expr)
+            (l1, c1), (l2, c2) = self._layer_of(m[first]) or (None, None), self._layer_of(expr) or (None, None)
             if l1 is None or l2 is None or not (l1.sparse and l2.sparse) or l1.out_quant or l2.in_transposed:
                 return expr
             rows = int(m[first].ty.shape[0])
@@ -239,9 +234,10 @@ class _Rewriter:
                 continue
             ops, cur = [], value
             while True:
-                users = [(v, e) for v, e in var2val.items() if isinstance(e, relax.Call) and e.args
-                         and any(a.same_as(self._bound_var(var2val, cur)) for a in e.args[:1])]
-                if len(users) != 1 or uses.get(self._bound_var(var2val, cur), 0) != 1 or not _layout_op(users[0][1]):
+                var = self._bound_var(var2val, cur)
+                users = [(v, e) for v, e in var2val.items()
+                         if isinstance(e, relax.Call) and e.args and e.args[0].same_as(var)]
+                if len(users) != 1 or uses.get(var, 0) != 1 or not _layout_op(users[0][1]):
                     break
                 cur = users[0][1]
                 ops.append(cur)
@@ -278,15 +274,17 @@ class _Rewriter:
         return rewrite_call(is_op("relax.reshape")(wildcard(), wildcard()) | is_op("relax.permute_dims")(wildcard())
                             | is_op("relax.multiply")(wildcard(), is_const()), rewrite, func)
 
+    def _layer_of(self, call: relax.Call):
+        """(layer, choice) of an int8 kernel call made by ``_call`` (its Qin constant says which)."""
+        fields = call.args[1].fields
+        return next(((lay, ch) for q, lay, ch in self.calls if len(fields) > 1 and fields[1].same_as(q)), None)
+
     def _kernel_of(self, value: relax.Expr):
         """(layer, choice) when ``value`` calls an int8 kernel with an fp32 row-major output."""
         if not (isinstance(value, relax.Call) and value.op.name == "relax.call_tir"):
             return None
-        fields = value.args[1].fields
-        for q, layer, choice in self.calls:
-            if len(fields) > 1 and fields[1].same_as(q) and not layer.out_quant and not layer.out_transposed:
-                return layer, choice
-        return None
+        found = self._layer_of(value)
+        return found if found and not found[0].out_quant and not found[0].out_transposed else None
 
     @staticmethod
     def _bound_var(var2val: dict, value: relax.Expr):

@@ -24,10 +24,10 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
+from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
+
 VNNI = "llvm.x86.avx512.vpdpbusd.512"
 LANES = 16
-# 4 rows of 16 bytes ([row][lane]) -> [lane][row]: vpdpbusd's 4-byte groups
-_INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.693359375, -2.12194440e-4
 _EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 
@@ -133,7 +133,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                     kpw[dq, j] = k8w[j, dq]
             for jq, dv in T.grid(LQ, DV):  # V: 4 consecutive keys' bytes interleaved per channel
                 vp[jq, T.ramp(dv * LANES * 4, 1, LANES * 4)] = T.Shuffle(
-                    [v8[jq * 4 + r, T.ramp(dv * LANES, 1, LANES)] for r in range(4)], _INTERLEAVE)
+                    [v8[jq * 4 + r, T.ramp(dv * LANES, 1, LANES)] for r in range(4)], INTERLEAVE)
             for jv in range(LV):  # K's column sums (Q's +128 correction): a dot with all-ones
                 colsum[T.ramp(jv * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
                 for dq in T.unroll(DQ):

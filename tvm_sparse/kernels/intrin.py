@@ -16,7 +16,7 @@ from tvm.script import tirx as T
 
 SPARSE_VNNI_INTRIN = "tvm_sparse_vnni_4x16x4"
 # interleave 4 gathered rows of 16 tokens ([k][token]) into [token][k], the lane layout of vpdpbusd
-_INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
+INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
 
 
 @T.prim_func(s_tir=True)
@@ -54,7 +54,7 @@ def _sparse_vnni_impl(a: T.handle, w: T.handle, c: T.handle) -> None:
                 T.Shuffle(
                     [G.vload([0, 0], "uint8x16"), G.vload([1, 0], "uint8x16"),
                      G.vload([2, 0], "uint8x16"), G.vload([3, 0], "uint8x16")],
-                    [T.int32(i) for i in _INTERLEAVE],
+                    [T.int32(i) for i in INTERLEAVE],
                 ),
                 T.reinterpret(
                     T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
