@@ -3,12 +3,13 @@ import pytest
 import tvm
 
 from tvm_sparse.kernels.attention_int8 import attention_int8, reference
+from tvm_sparse.target import codegen_target
 
 
 def _run(batch, seq, heads, dim, mask, scale, target, seed=0):
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal((batch * seq, heads * dim)).astype(np.float32) * 2 for _ in range(3))
-    lib = tvm.tirx.build(attention_int8(batch, seq, heads, dim, scale, mask.shape), target=target)
+    lib = tvm.tirx.build(attention_int8(batch, seq, heads, dim, scale, mask.shape), target=codegen_target(target))
     args = [tvm.runtime.tensor(a) for a in [q, k, v, mask, np.zeros_like(q)]]
     lib(*args)
     return args[-1].numpy(), reference(q, k, v, mask, heads, scale), lib
@@ -49,7 +50,7 @@ def test_qkv_columns_of_one_tensor_read_in_place(target):
     mask = np.zeros((1, 1, seq, seq), np.float32)
     hd = heads * dim
     func = attention_int8(1, seq, heads, dim, 0.25, mask.shape, width=3 * hd, offsets=(0, hd, 2 * hd))
-    lib = tvm.tirx.build(func, target=target)
+    lib = tvm.tirx.build(func, target=codegen_target(target))
     t = tvm.runtime.tensor(qkv)
     out = tvm.runtime.tensor(np.zeros((seq, hd), np.float32))
     lib(t, t, t, tvm.runtime.tensor(mask), out)

@@ -20,6 +20,7 @@ from .. import __version__
 from ..runtime import cpu
 from ..runtime.metadata import Metadata, metadata_path
 from ..runtime.model import _sha256
+from ..target import codegen_target
 from . import calibrate, importer, rewrite, tune
 from .errors import GraphError
 from .linear import is_scheduled
@@ -90,7 +91,7 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
                 "(untuned code is ~100x slower)")
         seq = tvm.transform.Sequential(rp.dataflow_lower_passes(target) + rp.finalize_passes(target))
         mod = seq(mod)
-        return relax.build(mod, target=target, relax_pipeline=None)
+        return relax.build(mod, target=codegen_target(target), relax_pipeline=None)
 
 
 def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print) -> Metadata:

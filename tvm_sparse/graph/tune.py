@@ -23,6 +23,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
+from ..target import codegen_target
 from .linear import is_scheduled
 
 # TVM 0.27 does not mark isnan vectorizable, so a loop holding one is scalarized whole: BERT's
@@ -39,7 +40,7 @@ EVALUATOR = ms.runner.EvaluatorConfig(number=10, repeat=3, min_repeat_ms=20, ena
 
 def build_func(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
     """Builder hook: a runtime Module straight from TIR (the default one times out, see the notes)."""
-    return tvm.tirx.build(mod, target=target)
+    return tvm.tirx.build(mod, target=codegen_target(target))
 
 
 def alloc_args(device, args_info, alloc_repeat: int):

@@ -28,7 +28,7 @@ from tvm.s_tir import meta_schedule as ms
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics the schedules name)
 from ..schedule import sparse as sparse_schedules
 from ..schedule.narrow import finalize
-from ..target import resolve
+from ..target import codegen_target, resolve
 from .database import exclusive, open_database
 from .tuner import db_path
 from .workload import KernelKey, canonical
@@ -65,7 +65,7 @@ def build(keys: list[KernelKey], target: tvm.target.Target, out: Path, log=print
         for i, cand in enumerate(cands):
             lib = f"{key.name}__{i}.so"
             sch = _schedule(key, cand)
-            tvm.tirx.build(finalize(sch.mod["main"]), target=target).export_library(str(out / lib))
+            tvm.tirx.build(finalize(sch.mod["main"]), target=codegen_target(target)).export_library(str(out / lib))
             index.append({"key": asdict(key), "candidate": cand, "lib": lib, "inputs": f"{key.name}.npz"})
         log(f"{key.name}: {len(cands)} candidates built")
     (out / "index.json").write_text(json.dumps(index, indent=1))
