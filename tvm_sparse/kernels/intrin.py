@@ -193,7 +193,7 @@ def _transpose_store_intrin(dtype: str):
     desc = _transpose_desc(4, 16, dtype, "untranspose")
 
     @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle) -> None:
+    def impl_u8(a: T.handle, b: T.handle) -> None:  # 16 bytes in all: one 4-source shuffle a token
         sa = T.int32()
         sb = T.int32()
         A = T.match_buffer(a, (4, 16), dtype, offset_factor=1, strides=[sa, 1])
@@ -202,13 +202,45 @@ def _transpose_store_intrin(dtype: str):
             T.reads(A[0:4, 0:16])
             T.writes(B[0:16, 0:4])
             for i in T.unroll(16):
-                B[i, T.ramp(0, 1, 4)] = T.Shuffle(
-                    [A.vload([0, 0], f"{dtype}x16"), A.vload([1, 0], f"{dtype}x16"),
-                     A.vload([2, 0], f"{dtype}x16"), A.vload([3, 0], f"{dtype}x16")],
-                    [i, i + 16, i + 32, i + 48],
-                )
+                B[i, T.ramp(0, 1, 4)] = T.Shuffle(_rows(A, dtype), [i, i + 16, i + 32, i + 48])
 
-    return desc, impl
+    @T.prim_func(s_tir=True)
+    def impl_32(a: T.handle, b: T.handle) -> None:
+        sa = T.int32()
+        sb = T.int32()
+        A = T.match_buffer(a, (4, 16), dtype, offset_factor=1, strides=[sa, 1])
+        B = T.match_buffer(b, (16, 4), dtype, offset_factor=1, strides=[sb, 1])
+        with T.sblock("root"):
+            T.reads(A[0:4, 0:16])
+            T.writes(B[0:16, 0:4])
+            # register j, 128-bit lane l of the in-lane transpose: the 4 channels of token 4l + j
+            for lane in T.unroll(4):  # unrolled: shuffle indices must be constants
+                for j in T.unroll(4):
+                    B[lane * 4 + j, T.ramp(0, 1, 4)] = T.Shuffle(
+                        _transpose_4x4_in_lanes(_rows(A, dtype)), [j * 16 + lane * 4 + c for c in range(4)]
+                    )
+
+    return desc, impl_u8 if dtype == "uint8" else impl_32
+
+
+def _rows(A, dtype: str) -> list:
+    return [A.vload([c, 0], f"{dtype}x16") for c in range(4)]
+
+
+def _transpose_4x4_in_lanes(rows: list) -> list:
+    """4x4 transposes of 32-bit words inside each 128-bit lane of 4 registers: 8 two-source
+    shuffles (vpunpck{l,h}{dq,qdq}) instead of one 4-source shuffle per output quad."""
+
+    def unpack(a, b, words: int, high: bool) -> T.Shuffle:  # words: 1 = dwords, 2 = qwords
+        idx = []
+        for lane in range(4):
+            base = lane * 4 + (2 if high else 0)
+            idx += [base, 16 + base, base + 1, 17 + base] if words == 1 else [base, base + 1, 16 + base, 17 + base]
+        return T.Shuffle([a, b], [T.int32(x) for x in idx])
+
+    t0, t1 = unpack(rows[0], rows[1], 1, False), unpack(rows[0], rows[1], 1, True)
+    t2, t3 = unpack(rows[2], rows[3], 1, False), unpack(rows[2], rows[3], 1, True)
+    return [unpack(t0, t2, 2, False), unpack(t0, t2, 2, True), unpack(t1, t3, 2, False), unpack(t1, t3, 2, True)]
 
 
 for _dt, _name in TRANSPOSE_STORE_INTRIN.items():
