@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tvm
 
 from tests.kernels.util import build, run
 from tvm_sparse.format import bsr4x1
@@ -126,3 +127,25 @@ def test_vpdpbusd_in_assembly(target):
     # silent slowdowns the notes warn about: byte-by-byte extraction, per-call heap scratch
     assert "vpextrb" not in asm
     assert "TVMBackendAllocWorkspace@GOTPCREL" not in asm
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+def test_gelu_formulas(coarse, target):
+    """Both GELUs as compiled, over BERT's range and beyond: the rational erf is fp32-exact; the
+    division-free polynomial (u8 epilogues only) stays far inside a u8 step (~0.02-0.05)."""
+    from tvm.script import tirx as T
+
+    from tvm_sparse.kernels.epilogue import gelu, gelu_coarse
+
+    f = gelu_coarse if coarse else gelu
+    n = 4096
+
+    @T.prim_func
+    def func(x: T.Buffer((n,), "float32"), y: T.Buffer((n,), "float32")):
+        for i in T.vectorized(n):
+            y[i] = f(x[i])
+
+    x = np.linspace(-12, 12, n).astype(np.float32)
+    y = run(tvm.tirx.build(func, target=target), x, np.zeros(n, np.float32))
+    ref = 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+    assert np.abs(y - ref).max() < (1e-3 if coarse else 1e-5)

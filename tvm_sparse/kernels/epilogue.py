@@ -75,6 +75,23 @@ def gelu(v: tirx.PrimExpr) -> tirx.PrimExpr:
     return v * T.float32(0.5) * (T.float32(1.0) + fast_erf(v * T.float32(1.0 / math.sqrt(2.0))))
 
 
+# Phi(x) - 1/2 = x P(x^2) on |x| <= 3 sqrt(2) (erf(3) = 1 - 2e-5), fitted minimax: error 4e-5 in
+# Phi, 2e-4 in GELU, 1/200 of a u8 step. For epilogues that requantize to u8 only: no division,
+# 12 vector ops a value against 24 for the rational erf (FFN up: 1.4x faster).
+_PHI_C = 3.0 * math.sqrt(2.0)
+_PHI_P = (0.39877136710989547, -0.06597861480950001, 0.009521003117683923, -0.001002580939419913,
+          7.333396682542221e-05, -3.475831395703502e-06, 9.479599748405106e-08, -1.1201522723375503e-09)
+
+
+def gelu_coarse(v: tirx.PrimExpr) -> tirx.PrimExpr:
+    x = T.max(T.min(v, T.float32(_PHI_C)), T.float32(-_PHI_C))
+    s = x * x
+    p = T.float32(_PHI_P[-1])
+    for c in reversed(_PHI_P[:-1]):
+        p = p * s + T.float32(c)
+    return v * (x * p + T.float32(0.5))
+
+
 def to_u8(x: tirx.PrimExpr, qin, quantize: bool) -> tirx.PrimExpr:
     """An activation as u8: as is, or quantized from fp32 with ``qin = [1 / s_x, zp_x]``."""
     if not quantize:
@@ -94,7 +111,7 @@ def apply(epilogue: Epilogue, acc: tirx.PrimExpr, n: tirx.PrimExpr, bufs: dict) 
         return acc
     v = T.cast(acc - bufs["corr"][n], "float32") * bufs["scale"][n] + bufs["bias"][n]
     if epilogue.has_gelu:
-        v = gelu(v)
+        v = gelu_coarse(v) if epilogue.requantizes else gelu(v)
     if epilogue.requantizes:
         q = T.round(v * bufs["qout"][0]) + bufs["qout"][1]
         v = T.cast(T.max(T.min(q, T.float32(255.0)), T.float32(0.0)), "uint8")
