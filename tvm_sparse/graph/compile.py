@@ -21,7 +21,7 @@ from ..runtime import cpu
 from ..runtime.metadata import Metadata, metadata_path
 from ..runtime.model import _sha256
 from ..target import codegen_target
-from . import calibrate, importer, rewrite, tune
+from . import calibrate, fuse_norm, importer, rewrite, tune
 from .errors import GraphError
 from .linear import is_scheduled
 from .policy import SPARSE_THRESHOLD
@@ -108,6 +108,8 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
                                        database=str(opts.work_dir))
     log(f"{len(layers)} Linear layers: {sum(x.sparse for x in layers)} sparse, "
         f"{sum(not x.sparse for x in layers)} dense, {opts.precision}")
+    mod, norms = fuse_norm.fuse_add_layer_norm(mod)
+    log(f"{norms} residual adds fused into their LayerNorm")
     if callable(opts.trials) or opts.trials > 0:  # an int, or a per-task budget (tune.budget)
         os.environ["TVM_NUM_THREADS"] = str(target.attrs.get("num-cores", 1))
         db = tune.tune(mod, target, Path(opts.work_dir) / "graph", opts.trials, log=log)

@@ -25,9 +25,9 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
+from .vector import LANES, reduce_lanes
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"
-LANES = 16
 _LOG2E = 1.4426950408889634
 # 255 * 2^f on |f| <= 1/2, minimax cubic: 7.5e-5 relative, 0.02 of the u8 probability's unit
 _EXP2_255 = tuple(255.0 * c for c in (0.9999280925410933, 0.693260991390441, 0.24261081204089618,
@@ -45,16 +45,6 @@ def exp_u8(x: tirx.PrimExpr) -> tirx.PrimExpr:
     for c in reversed(_EXP2_255[:3]):
         p = p * f + T.float32(c)
     return T.reinterpret("float32", T.reinterpret("int32", p) + T.shift_left(T.Cast("int32", n), 23))
-
-
-def _reduce16(vec: tirx.PrimExpr, op) -> tirx.PrimExpr:
-    """A 16-lane vector folded to a scalar in 4 halving steps (shuffles), not 15 dependent scalar ops."""
-    width = LANES
-    while width > 1:
-        width //= 2
-        vec = op(T.Shuffle([vec], [T.int32(x) for x in range(width)]),
-                 T.Shuffle([vec], [T.int32(x) for x in range(width, 2 * width)]))
-    return vec
 
 
 def supported(seq: int, head_dim: int) -> bool:
@@ -167,7 +157,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                 for c in range(1, LV):
                     for ln in T.vectorized(LANES):
                         red[ln] = T.max(red[ln], row[c * LANES + ln])
-                red[0] = _reduce16(red[T.ramp(0, 1, LANES)], T.max)
+                red[0] = reduce_lanes(red[T.ramp(0, 1, LANES)], T.max)
                 for j in T.vectorized(L):
                     row[j] = T.round(exp_u8(row[j] - red[0]))
                     p8[j] = T.Cast("uint8", T.Cast("int32", row[j]))
@@ -176,7 +166,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                 for c in range(1, LV):
                     for ln in T.vectorized(LANES):
                         red[ln] = red[ln] + row[c * LANES + ln]
-                red[0] = _reduce16(red[T.ramp(0, 1, LANES)], lambda a, c: a + c)
+                red[0] = reduce_lanes(red[T.ramp(0, 1, LANES)], lambda a, c: a + c)
                 # context: o = (p8 . v8) * sv / sum(p8)
                 for dc in range(DV // DB):  # DB channel vectors x 2 halves of the keys at once
                     for part, db in T.grid(2, DB):

@@ -1,0 +1,18 @@
+"""Helpers for kernels written as explicit vector code (TVMScript with ``T.vectorized`` lanes)."""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+LANES = 16  # fp32 / int32 lanes of a 512-bit register
+
+
+def reduce_lanes(vec: tirx.PrimExpr, op) -> tirx.PrimExpr:
+    """A 16-lane vector folded to a scalar in 4 halving steps (shuffles), not 15 dependent scalar ops."""
+    width = LANES
+    while width > 1:
+        width //= 2
+        vec = op(T.Shuffle([vec], [T.int32(x) for x in range(width)]),
+                 T.Shuffle([vec], [T.int32(x) for x in range(width, 2 * width)]))
+    return vec
