@@ -21,6 +21,7 @@ import tvm_ffi
 from tvm import relax, s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from ..schedule import elementwise as elementwise_schedule
 from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
 from ..target import codegen_target
@@ -137,9 +138,11 @@ def budget(heavy: int, light: int):
     return lambda task: heavy if is_heavy(task) else light
 
 
-# name -> (applies to the task's function?, schedule it): attention's softmax and batched matmuls
+# name -> (applies to the task's function?, schedule it): attention's softmax and batched matmuls,
+# and elementwise functions
 HAND_SCHEDULES = {"softmax": (softmax_schedule.matches, softmax_schedule.schedule_softmax),
-                  "matmul": (matmul_schedule.matches, matmul_schedule.schedule_matmul)}
+                  "matmul": (matmul_schedule.matches, matmul_schedule.schedule_matmul),
+                  "elementwise": (elementwise_schedule.matches, elementwise_schedule.schedule_elementwise)}
 
 
 def hand_schedule_name(mod: tvm.IRModule) -> str | None:
