@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tvm
@@ -6,7 +8,7 @@ from tests.kernels.util import build, run
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.epilogue import Epilogue
 from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
-from tvm_sparse.schedule.sparse import rows_outer, tokens_outer
+from tvm_sparse.schedule.sparse import rows_outer, token_tile, tokens_outer
 
 
 def _case(m, k, n, sparsity, seed=0):
@@ -31,16 +33,19 @@ def _transposed(x):
 def test_exact_int32(m, k, n, sparsity, sketch, target):
     x, w, ref = _case(m, k, n, sparsity)
     p = bsr4x1.pack(w)
-    lib = build(sparse_int8(m, k, n), sketch, {"token_vectors": 1, "unroll": 16}, target)
+    lib = build(sparse_int8(m, k, n), sketch, {"unroll": 16}, target)
     assert np.array_equal(run(lib, x, p.indptr, p.indices, p.values, np.zeros((m, n), np.int32)), ref)
 
 
-@pytest.mark.parametrize("vectors", [1, 2, 4, 8])
-def test_exact_transposed_layout_all_token_tiles(vectors, target):
-    m, k, n = 128, 192, 96
-    x, w, ref = _case(m, k, n, 0.85, seed=vectors)
+@pytest.mark.parametrize("m", [128, 48])
+@pytest.mark.parametrize("sketch", [rows_outer, tokens_outer])
+def test_exact_transposed_layout_both_token_tiles(m, sketch, target):
+    """32-token tiles (128 tokens) and 16-token ones (48: 32 does not divide it)."""
+    k, n = 192, 96
+    assert token_tile(padded_m(m)) == (32 if m == 128 else 16)
+    x, w, ref = _case(m, k, n, 0.85, seed=m)
     p = bsr4x1.pack(w)
-    lib = build(sparse_int8(m, k, n, transposed=True), rows_outer, {"token_vectors": vectors, "unroll": 64}, target)
+    lib = build(sparse_int8(m, k, n, transposed=True), sketch, {"unroll": 64}, target)
     out = run(lib, _transposed(x), p.indptr, p.indices, p.values, np.zeros((n, m), np.int32))
     assert np.array_equal(out.T, ref)
 
@@ -53,7 +58,7 @@ def test_exact_mixed_layouts(m, x_t, y_t, target):
     x, w, ref = _case(m, k, n, 0.8, seed=m)
     p = bsr4x1.pack(w)
     lib = build(sparse_int8(m, k, n, x_transposed=x_t, y_transposed=y_t), rows_outer,
-                {"token_vectors": 2 if m == 128 else 1, "unroll": 16}, target)
+                {"unroll": 16}, target)
     y = np.zeros((n, padded_m(m)) if y_t else (m, n), np.int32)
     out = run(lib, _transposed(x) if x_t else x, p.indptr, p.indices, p.values, y)
     assert np.array_equal(out[:, :m].T if y_t else out, ref)
@@ -67,7 +72,7 @@ def test_empty_and_fully_dense_block_rows(target):
     ref = x.astype(np.int32) @ w.astype(np.int32).T
     p = bsr4x1.pack(w)
     assert p.indptr[1] == 0
-    lib = build(sparse_int8(m, k, n), rows_outer, {"token_vectors": 1, "unroll": 0}, target)
+    lib = build(sparse_int8(m, k, n), rows_outer, {"unroll": 0}, target)
     assert np.array_equal(run(lib, x, p.indptr, p.indices, p.values, np.zeros((m, n), np.int32)), ref)
 
 
@@ -80,7 +85,7 @@ def test_results_are_wrong_without_narrowing(target):
     extra = 16 * (k // 4)
     idx = np.concatenate([p.indices, np.zeros((extra, 4), np.int32)])
     val = np.concatenate([p.values, np.ones((extra, 4, 4), np.int8)])
-    lib = build(sparse_int8(m, k, n), rows_outer, {"token_vectors": 1, "unroll": 0}, target, narrow=False)
+    lib = build(sparse_int8(m, k, n), rows_outer, {"unroll": 0}, target, narrow=False)
     assert not np.array_equal(run(lib, x, p.indptr, idx, val, np.zeros((m, n), np.int32)), ref)
 
 
@@ -112,7 +117,7 @@ def test_fused_epilogues(epilogue, target):
         ref = np.clip(np.round(ref / s_out) + zp_out, 0, 255)
         args.append(qout)
     p = bsr4x1.pack(w)
-    lib = build(sparse_int8(m, k, n, epilogue), rows_outer, {"token_vectors": 1, "unroll": 16}, target)
+    lib = build(sparse_int8(m, k, n, epilogue), rows_outer, {"unroll": 16}, target)
     out = run(lib, x, p.indptr, p.indices, p.values, *args, np.zeros((m, n), epilogue.out_dtype))
     if epilogue.requantizes:
         assert np.abs(out.astype(np.int32) - ref).max() <= 1  # rounding at exact .5 ties may differ
@@ -121,9 +126,11 @@ def test_fused_epilogues(epilogue, target):
 
 
 def test_vpdpbusd_in_assembly(target):
-    lib = build(sparse_int8(128, 256, 256, transposed=True), rows_outer, {"token_vectors": 2, "unroll": 0}, target)
+    lib = build(sparse_int8(128, 256, 256, transposed=True), rows_outer, {"unroll": 0}, target)
     asm = lib.inspect_source("asm")
     assert "vpdpbusd" in asm
+    # the 32-token interleave: row pairs joined straight from memory, one 2-source permute a vector
+    assert re.search(r"vinserti64x4\s+\$1, \(", asm) and "vpermt2b" in asm
     # silent slowdowns the notes warn about: byte-by-byte extraction, per-call heap scratch
     assert "vpextrb" not in asm
     assert "TVMBackendAllocWorkspace@GOTPCREL" not in asm

@@ -5,8 +5,8 @@ signed bytes of ``b``. The 4x1 sparse kernel puts 16 *tokens* on the lanes (u8 a
 vector operand) and broadcasts the 4 *weights* of one output channel (s8) to every lane: the
 opposite roles of TVM's built-in ``dot_16x4_vnni``. LLVM 17+ types the intrinsic's byte
 operands as ``<64 x i8>`` (the built-in one passes ``<16 x i32>`` and fails verification).
-One gathered activation tile feeds the 4 output channels of a block row: 1 byte shuffle,
-4 ``vpdpbusd``.
+One gathered activation tile feeds the 4 output channels of a block row: per 16 tokens,
+2 or 3 byte shuffles and 4 ``vpdpbusd``.
 """
 
 from __future__ import annotations
@@ -14,57 +14,76 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-SPARSE_VNNI_INTRIN = "tvm_sparse_vnni_4x16x4"
+# by tokens per call (names are in records: keep them)
+SPARSE_VNNI_INTRIN = {16: "tvm_sparse_vnni_4x16x4", 32: "tvm_sparse_vnni_4x32x4"}
 # interleave 4 gathered rows of 16 tokens ([k][token]) into [token][k], the lane layout of vpdpbusd
 INTERLEAVE = [(i % 4) * 16 + i // 4 for i in range(64)]
 
 
-@T.prim_func(s_tir=True)
-def _sparse_vnni_desc(
-    G: T.Buffer((4, 16), "uint8", offset_factor=1),
-    W: T.Buffer((4, 4), "int8", offset_factor=1),
-    C: T.Buffer((4, 16), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:4, 0:16], G[0:4, 0:16], W[0:4, 0:4])
-        T.writes(C[0:4, 0:16])
-        for o, i, j in T.grid(4, 16, 4):
-            with T.sblock("update"):
-                vo, vi, vj = T.axis.remap("SSR", [o, i, j])
-                C[vo, vi] = C[vo, vi] + T.cast(G[vj, vi], "int32") * T.cast(W[vo, vj], "int32")
+def _pair_interleave(tokens: int, half) -> list:
+    """Indices into [row0 | row1 | row2 | row3] (``tokens`` bytes each) of the vpdpbusd operand for
+    tokens ``16 * half`` .. ``16 * half + 15``: byte 4t + j is row j's token (``half``: the
+    unrolled loop's variable)."""
+    return [half * 16 + (j * tokens + t) for t in range(16) for j in range(4)]
 
 
-@T.prim_func(s_tir=True)
-def _sparse_vnni_impl(a: T.handle, w: T.handle, c: T.handle) -> None:
-    gs = T.int32()
-    ws = T.int32()
-    cs = T.int32()
-    G = T.match_buffer(a, (4, 16), "uint8", offset_factor=1, strides=[gs, 1])
-    W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
-    C = T.match_buffer(c, (4, 16), "int32", offset_factor=1, strides=[cs, 1])
-    with T.sblock("root"):
-        T.reads(C[0:4, 0:16], G[0:4, 0:16], W[0:4, 0:4])
-        T.writes(C[0:4, 0:16])
-        # the shuffle is written inline, not bound to a name: TVMScript makes an assigned name a
-        # mutable local, which lowers to a heap workspace per call (LLVM CSEs the 4 copies)
-        for o in T.unroll(4):
-            C[o, T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([o, 0], "int32x16"),
-                T.Shuffle(
-                    [G.vload([0, 0], "uint8x16"), G.vload([1, 0], "uint8x16"),
-                     G.vload([2, 0], "uint8x16"), G.vload([3, 0], "uint8x16")],
-                    [T.int32(i) for i in INTERLEAVE],
-                ),
-                T.reinterpret(
-                    T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
-                    dtype="int8x64",
-                ),
-                dtype="int32x16",
-            )
+def _sparse_vnni_intrin(tokens: int):
+    """4 channels x ``tokens`` tokens x 4 gathered rows. With 32 tokens the 4 rows are joined in
+    pairs first (row 0 with 1, 2 with 3: ``vinserti64x4`` from memory) and each 16-token half is one
+    ``vpermt2b`` of the two pairs: 2 shuffles per 4 ``vpdpbusd`` where 16 tokens take 3 (4 sources)."""
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        G: T.Buffer((4, tokens), "uint8", offset_factor=1),
+        W: T.Buffer((4, 4), "int8", offset_factor=1),
+        C: T.Buffer((4, tokens), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:4, 0:tokens], G[0:4, 0:tokens], W[0:4, 0:4])
+            T.writes(C[0:4, 0:tokens])
+            for o, i, j in T.grid(4, tokens, 4):
+                with T.sblock("update"):
+                    vo, vi, vj = T.axis.remap("SSR", [o, i, j])
+                    C[vo, vi] = C[vo, vi] + T.cast(G[vj, vi], "int32") * T.cast(W[vo, vj], "int32")
+
+    def operand(G, half: int):
+        # written inline, not bound to a name: TVMScript makes an assigned name a mutable local,
+        # which lowers to a heap workspace per call (LLVM CSEs the copies)
+        rows = [G.vload([j, 0], f"uint8x{tokens}") for j in range(4)]
+        if tokens == 16:
+            return T.Shuffle(rows, [T.int32(i) for i in INTERLEAVE])
+        pairs = [T.Shuffle(rows[p:p + 2], [T.int32(i) for i in range(2 * tokens)]) for p in (0, 2)]
+        return T.Shuffle(pairs, _pair_interleave(tokens, half))
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, w: T.handle, c: T.handle) -> None:
+        gs = T.int32()
+        ws = T.int32()
+        cs = T.int32()
+        G = T.match_buffer(a, (4, tokens), "uint8", offset_factor=1, strides=[gs, 1])
+        W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
+        C = T.match_buffer(c, (4, tokens), "int32", offset_factor=1, strides=[cs, 1])
+        with T.sblock("root"):
+            T.reads(C[0:4, 0:tokens], G[0:4, 0:tokens], W[0:4, 0:4])
+            T.writes(C[0:4, 0:tokens])
+            for half in T.unroll(tokens // 16):  # unrolled: shuffle indices must be constants
+                for o in T.unroll(4):
+                    C[o, T.ramp(half * 16, 1, 16)] = T.call_llvm_pure_intrin(
+                        T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                        C.vload([o, half * 16], "int32x16"),
+                        operand(G, half),
+                        T.reinterpret(
+                            T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
+                            dtype="int8x64",
+                        ),
+                        dtype="int32x16",
+                    )
+
+    return desc, impl
 
 
-TensorIntrin.register(SPARSE_VNNI_INTRIN, _sparse_vnni_desc, _sparse_vnni_impl, override=True)
+for _tokens, _name in SPARSE_VNNI_INTRIN.items():
+    TensorIntrin.register(_name, *_sparse_vnni_intrin(_tokens), override=True)
 
 
 # TVM's built-in dense intrinsic (16 output channels x 4 bytes of K, one broadcast u8 activation

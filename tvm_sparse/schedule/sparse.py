@@ -1,11 +1,11 @@
 """Schedules of the block-sparse kernels: the design space MetaSchedule searches.
 
 One function per structural choice (a Python ``if`` on a sampled value would not replay from a
-trace). Sampled knobs: the token tile (how many 16-token VNNI vectors share one gathered tile and one
-weight broadcast) and the unroll depth. Shared steps:
+trace). The sampled knob is the unroll depth; the token tile follows from the shape. Shared steps:
 
-  spmm      loops (r, t, o, m, j) -> (r, mo, t, mc, o, m16, j); (o, m16, j) becomes one call of the
-            4x16x4 VNNI intrinsic; the reduction is split off before the tile loop
+  spmm      loops (r, t, o, m, j) -> (r, mo, t, o, m32, j), which becomes one call of the 4x32x4
+            VNNI intrinsic (4x16x4 where 32 does not divide the tokens); the reduction is split
+            off before the tile loop
   gather    computed inside the tile loop into a [4, tile] scratch (a vectorized row copy: an index
             containing a load cannot be tensorized, and gathering straight into the interleaved lane
             layout makes LLVM extract bytes one by one)
@@ -19,24 +19,27 @@ from tvm import s_tir
 from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_INTRIN, TRANSPOSE_STORE_INTRIN
 
 Schedule = s_tir.Schedule
+UNROLLS = (0, 16, 64)  # pragma_auto_unroll_max_step
+
+
+def token_tile(padded_tokens: int) -> int:
+    """Tokens per gathered tile: 32 (2 vectors share each weight broadcast, and the 32-token VNNI
+    intrinsic interleaves in 2 shuffles per vector, not 3) where they divide the padded tokens.
+    Not a sampled knob: the tensor intrinsic it names would not follow a mutated decision. Larger
+    tiles lose: 4 channels x 64 tokens of int32 accumulators is 1 KiB, where TVM stops placing
+    scratch on the stack and calls its heap workspace per row."""
+    return 32 if padded_tokens % 32 == 0 else 16
 
 
 def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
-    """``knobs`` fixes the sampled decisions (``token_vectors``, ``unroll``): the untuned default."""
+    """``knobs`` fixes the sampled decision (``unroll``): the untuned default, or a record's."""
     knobs = knobs or {}
     spmm = sch.get_sblock("spmm")
     r, t, o, m, j = sch.get_loops(spmm)
-    m_outer, m16 = sch.split(m, [None, 16])
-    vectors = knobs.get("token_vectors")
-    extent = int(sch.get(m_outer).extent)
-    decision = None if vectors is None else [extent // vectors, vectors]
-    # at most 2 vectors (32 tokens) per tile: 4 channels x 64 tokens of int32 accumulators is
-    # 1 KiB, where TVM stops placing scratch on the stack and calls its heap workspace per row
-    mo, mc = sch.split(
-        m_outer, sch.sample_perfect_tile(m_outer, n=2, max_innermost_factor=2, decision=decision)
-    )
+    tile = token_tile(int(sch.get(m).extent))
+    mo, mt = sch.split(m, [None, tile])
     outer = [r, mo] if rows_outer else [mo, r]
-    sch.reorder(*outer, t, mc, o, m16, j)
+    sch.reorder(*outer, t, o, mt, j)
     fused = sch.fuse(*outer)
     sch.parallel(fused)
 
@@ -51,20 +54,31 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
 
     if _is_int8(sch):
         sch.decompose_reduction(spmm, t)
-        sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN)
+        sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN[tile])
     else:  # fp32: 16 tokens fill a register; each of the tile's 16 weights is one broadcast FMA
-        sch.reorder(o, j, m16)
+        mc, m16 = sch.split(mt, [None, 16])
+        sch.reorder(mc, o, j, m16)
         sch.vectorize(m16)  # before decompose_reduction: vectorize wants the sole writer of acc
         sch.unroll(o)
         sch.unroll(j)
         sch.decompose_reduction(spmm, t)
-    unrolls = [0, 16, 64]
     unroll = sch.sample_categorical(
-        unrolls, [0.2, 0.4, 0.4], decision=unrolls.index(knobs["unroll"]) if "unroll" in knobs else None
+        list(UNROLLS), [0.2, 0.4, 0.4], decision=UNROLLS.index(knobs["unroll"]) if "unroll" in knobs else None
     )
     sch.annotate(fused, "pragma_auto_unroll_max_step", unroll)
     sch.annotate(fused, "pragma_unroll_explicit", 1)
 
+
+def knobs_of(trace) -> dict:
+    """The sketch and knobs a trace of this design space was made with. Records are applied by
+    these, through the current schedule code, not by replaying their instructions: a record tuned
+    before a schedule change (here: 16-token tiles, a sampled token tile) gets today's schedule."""
+    get_loops = next(i for i in trace.insts if i.kind.name == "GetLoops")
+    reorder = next(i for i in trace.insts if i.kind.name == "Reorder")
+    unroll = next(i for i in trace.insts if i.kind.name == "SampleCategorical")
+    candidates = [int(c) for c in unroll.attrs[0]]
+    sketch = rows_outer if reorder.inputs[0].same_as(get_loops.outputs[0]) else tokens_outer
+    return {"sketch": sketch.__name__, "unroll": candidates[int(trace.decisions[unroll])]}
 
 
 def schedule_layout_stages(sch: Schedule) -> None:

@@ -1,8 +1,10 @@
 """Apply tuned records: the best schedule for a kernel from the user's and the shipped databases.
 
-A record is looked up by the canonical workload of its key and its trace is replayed on the actual
-function (any nonzero pattern, any epilogue). With no record anywhere, sparse kernels take the
-default knobs below and dense kernels a short tuning run (nothing ships untuned).
+A record is looked up by the canonical workload of its key and applied to the actual function (any
+nonzero pattern, any epilogue): a dense kernel's trace is replayed, a sparse kernel's knobs (its
+sketch and unroll depth) go through the current schedule code, so records outlive schedule changes.
+With no record anywhere, sparse kernels take the default knobs below and dense kernels a short
+tuning run (nothing ships untuned).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from .tuner import DEFAULT_DB_ROOT, db_path, tune
 from .workload import KernelKey, canonical
 
 SHIPPED = Path(__file__).resolve().parents[2] / "schedules"
-# measured best on Zen 5 and Sapphire Rapids for BERT shapes: 2 vectors of 16 tokens per tile
-DEFAULT_KNOBS = {"token_vectors": 2, "unroll": 0}
+DEFAULT_KNOBS = {"sketch": "rows_outer", "unroll": 0}
 UNTUNED_DENSE_TRIALS = 16
 
 
@@ -78,13 +79,17 @@ def schedule(
         tune(key, target, UNTUNED_DENSE_TRIALS, db_root=roots[0], quiet=True)
         rec = best_record(key, target, roots)
     sch = s_tir.Schedule(func)
-    if rec is not None:
+    if rec is not None and key.sparse:  # by its knobs, through today's schedule code
+        knobs = sparse_schedules.knobs_of(rec.trace)
+        getattr(sparse_schedules, knobs["sketch"])(sch, knobs)
+        source = f"tuned ({_mean(rec) * 1e6:.1f} us canonical)"
+    elif rec is not None:
         rec.trace.apply_to_schedule(sch, remove_postproc=False)
         source = f"tuned ({_mean(rec) * 1e6:.1f} us canonical)"
     else:
         warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: default schedule",
                       UntunedWarning, stacklevel=2)
-        sparse_schedules.rows_outer(sch, DEFAULT_KNOBS)
+        getattr(sparse_schedules, DEFAULT_KNOBS["sketch"])(sch, DEFAULT_KNOBS)
         source = "default knobs"
     scheduled = finalize(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
     return scheduled, source

@@ -1,9 +1,9 @@
 """Tuning a CPU the compiler cannot run on: build every candidate here, measure them there, commit.
 
-The sparse kernels' design space is small (2 loop orders x token tile x unroll depth: at most 12
-points), so on a machine that can only carry TVM's runtime (the lent Xeon) it is measured whole
-rather than searched: ``build`` cross-compiles each candidate of each key into a bundle,
-``xeon_remote.py --what candidates`` times them there, and ``commit`` turns the measured times into
+The sparse kernels' design space is small (2 loop orders x 3 unroll depths: 6 points), so on a
+machine that can only carry TVM's runtime (the lent Xeon) it is measured whole rather than searched:
+``build`` cross-compiles each candidate of each key into a bundle, ``xeon_remote.py --what
+candidates`` times them there, and ``commit`` turns the measured times into
 ordinary records for the target's CPU (``schedules/<mcpu>/``). A record's trace is rebuilt here from
 the candidate's knobs, which replay deterministically; the workload is the key's canonical one, so
 ``apply.schedule`` finds these records exactly like tuned ones.
@@ -28,12 +28,12 @@ from tvm.s_tir import meta_schedule as ms
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics the schedules name)
 from ..schedule import sparse as sparse_schedules
 from ..schedule.narrow import finalize
+from ..schedule.sparse import UNROLLS
 from ..target import codegen_target, resolve
 from .database import exclusive, open_database
 from .tuner import db_path
 from .workload import KernelKey, canonical
 
-UNROLLS = (0, 16, 64)
 # BERT's Linears (K, N) as the graph uses them: row-major in (QKV, attention out, FFN up) and the FFN
 # down projection reading the up projection's [K, M] output
 BERT_KEYS = [KernelKey("sparse_int8", 128, k, n, s, transposed=t)
@@ -42,9 +42,7 @@ BERT_KEYS = [KernelKey("sparse_int8", 128, k, n, s, transposed=t)
 
 def candidates(key: KernelKey) -> list[dict]:
     """Every point of the sparse design space for ``key``: sketch name and knobs."""
-    vectors = [v for v in (1, 2) if (-(-key.m // 16)) % v == 0]
-    return [{"sketch": sk.__name__, "knobs": {"token_vectors": v, "unroll": u}}
-            for sk in sparse_schedules.SKETCHES for v in vectors for u in UNROLLS]
+    return [{"sketch": sk.__name__, "knobs": {"unroll": u}} for sk in sparse_schedules.SKETCHES for u in UNROLLS]
 
 
 def _schedule(key: KernelKey, cand: dict) -> s_tir.Schedule:

@@ -9,7 +9,7 @@ from ..schedule.sparse import SKETCHES
 
 
 def sparse_space() -> ms.space_generator.ScheduleFn:
-    """One sketch per loop order; knobs mutated by tile-size and unroll mutators.
+    """One sketch per loop order; the unroll depth is the knob the search mutates.
 
     MetaSchedule's post-order-apply space cannot tensorize the gathered access and would split the
     tile loop, so the sparse kernels use our own schedule function (its postprocessors reject
@@ -23,7 +23,7 @@ def sparse_space() -> ms.space_generator.ScheduleFn:
         sketches,
         sch_rules=[],
         postprocs=[],
-        mutator_probs={ms.mutator.MutateTileSize(): 0.7, ms.mutator.MutateUnroll(): 0.3},
+        mutator_probs={ms.mutator.MutateUnroll(): 1.0},
     )
 
 
