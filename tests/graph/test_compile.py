@@ -80,6 +80,8 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     text = swapped["main"].script()
     assert text.count("attention_int8_") == 2 and "R.nn.softmax" not in text
     assert text.count("_qkv") == 2  # Q, K and V projected by one kernel, read in place by the attention
+    # ... in the sparse projection's own [3*H*D, M] layout: no untranspose pass between them
+    assert text.count("_qkv_t") == 2 and sum(k.endswith("_to_nm") for k in kernels) == 2 * 3  # Q, K, V a layer
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

@@ -56,3 +56,27 @@ def test_qkv_columns_of_one_tensor_read_in_place(target):
     lib(t, t, t, tvm.runtime.tensor(mask), out)
     ref = reference(qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:], mask, heads, 0.25)
     assert np.abs(out.numpy() - ref).max() < 0.05 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("seq", [128, 48])  # 48: a V word transpose of 12 words a channel
+def test_transposed_qkv_is_the_same_computation(seq, target):
+    """[3*H*D, L] in (a sparse QKV projection's natural output) gives the row-major result exactly:
+    only the packing differs."""
+    heads, dim = 2, 64
+    hd = heads * dim
+    rng = np.random.default_rng(seq)
+    qkv = (rng.standard_normal((seq, 3 * hd)) * 2).astype(np.float32)
+    mask = np.zeros((1, 1, 1, seq), np.float32)
+    mask[..., seq - 5:] = np.finfo(np.float32).min
+    outs = []
+    for transposed in (False, True):
+        func = attention_int8(1, seq, heads, dim, 0.125, mask.shape, width=3 * hd, offsets=(0, hd, 2 * hd),
+                              transposed=transposed)
+        t = tvm.runtime.tensor(np.ascontiguousarray(qkv.T) if transposed else qkv)
+        out = tvm.runtime.tensor(np.zeros((seq, hd), np.float32))
+        tvm.tirx.build(func, target=codegen_target(target))(t, t, t, tvm.runtime.tensor(mask), out)
+        outs.append(out.numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])
+    ref = reference(qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:], mask, heads, 0.125)
+    cos = (outs[1] * ref).sum(-1) / np.linalg.norm(outs[1], axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.99

@@ -8,6 +8,8 @@ kernels around it read and write them. Per (batch, head), on one core:
              calibration, and one outlier head does not cost the others their precision). Q is
              shifted to u8 (+128) for ``vpdpbusd``; the shift is undone with K's column sums.
   pack       K as [D/4, L, 4] and V as [L/4, D, 4]: 16 lanes x 4 bytes, ``vpdpbusd``'s operand
+             (with Q, K, V transposed, ``[H*D, B*L]`` as a sparse QKV projection writes them, Q is
+             packed like K, and K and Q by interleaving rows: no untranspose pass before the kernel)
   scores     per query row: L/16 vectors, each D/4 ``vpdpbusd`` (a broadcast quad of Q x packed K)
   softmax    fp32, exp as a cubic in base 2 (LLVM has no vector exp; u8 needs no more); probabilities quantized to u8
              against the row's maximum (which is exactly 1 before normalization: p = e / sum(e),
@@ -53,12 +55,17 @@ def supported(seq: int, head_dim: int) -> bool:
 
 def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
                    mask_shape: tuple[int, int, int, int], width: int | None = None,
-                   offsets: tuple[int, int, int] = (0, 0, 0)) -> tirx.PrimFunc:
+                   offsets: tuple[int, int, int] = (0, 0, 0), transposed: bool = False) -> tirx.PrimFunc:
     """The fused kernel for ``Q, K, V [batch*seq, heads*head_dim]`` and an additive mask of
     ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores.
 
     ``width`` and ``offsets``: Q, K and V as column ranges of wider rows (one fused QKV projection's
-    ``[batch*seq, 3*heads*head_dim]`` output, passed as all three arguments), read in place."""
+    ``[batch*seq, 3*heads*head_dim]`` output, passed as all three arguments), read in place.
+
+    ``transposed``: Q, K and V come as ``[width, batch*seq]``, a sparse projection's natural output
+    (no untranspose pass after it). Then Q and K pack by interleaving 4 channel rows, the cheap
+    direction, and V by a word transpose (as K does row-major); the output stays
+    ``[batch*seq, heads*head_dim]``."""
     if not supported(seq, head_dim):
         raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
@@ -66,6 +73,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
         raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
     B, L, H, D = batch, seq, heads, head_dim
     W = width or H * D
+    in_shape = (W, B * L) if transposed else (B * L, W)
+    q_shape = (D, L) if transposed else (L, D)
+    AMAX = L if transposed else D  # per-lane maxima: along the contiguous axis
     QO, KO, VO = offsets
     mb, mr = mask_shape[0] > 1, mask_shape[2] > 1
     DQ, LQ, LV, DV = D // 4, L // 4, L // LANES, D // LANES
@@ -75,63 +85,101 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
-        Q = T.match_buffer(q, (B * L, W), "float32")
-        K = T.match_buffer(k, (B * L, W), "float32")
-        V = T.match_buffer(v, (B * L, W), "float32")
+        Q = T.match_buffer(q, in_shape, "float32")
+        K = T.match_buffer(k, in_shape, "float32")
+        V = T.match_buffer(v, in_shape, "float32")
         Mask = T.match_buffer(mask, mask_shape, "float32")
         Out = T.match_buffer(o, (B * L, H * D), "float32")
         for bh in T.parallel(B * H):
             b = bh // H
             h = bh % H
-            q8 = T.decl_buffer((L, D), "uint8")
-            k8 = T.decl_buffer((L, D), "int8")
+            # quantized Q, K, V: [L, D], or [D, L] (channel rows) when transposed. Each path uses
+            # the buffers themselves: storage reuse takes a buffer seen only through aliases as dead
+            q8 = T.decl_buffer(q_shape, "uint8")
+            q8w = T.decl_buffer((L, DQ), "int32", data=q8.data)
+            k8 = T.decl_buffer(q_shape, "int8")
             k8w = T.decl_buffer((L, DQ), "int32", data=k8.data)
-            v8 = T.decl_buffer((L, D), "int8")
-            kpw = T.decl_buffer((DQ, L), "int32")
-            kpw_i8 = T.decl_buffer((DQ, L * 4), "int8", data=kpw.data)
-            vp = T.decl_buffer((LQ, D * 4), "int8")
+            v8 = T.decl_buffer(q_shape, "int8")
+            v8w = T.decl_buffer((D, LQ), "int32", data=v8.data)  # transposed: 4 keys a word
+            # [0]: K packed; [1]: Q packed the same way (transposed only; one buffer, as a buffer
+            # only one path uses would be dropped under its aliases)
+            kpw = T.decl_buffer((2, DQ, L), "int32")
+            kpw_i8 = T.decl_buffer((2, DQ, L * 4), "int8", data=kpw.data)
+            vpw = T.decl_buffer((LQ, D), "int32")
+            vp = T.decl_buffer((LQ, D * 4), "int8", data=vpw.data)
             colsum = T.decl_buffer((L,), "int32")
-            amax = T.decl_buffer((3, D), "float32")
+            amax = T.decl_buffer((3, AMAX), "float32")
             sc = T.decl_buffer((3,), "float32")
             row = T.decl_buffer((L,), "float32")
             p8 = T.decl_buffer((L,), "uint8")
             acc = T.decl_buffer((max(JB, 2 * DB), LANES), "int32")
             red = T.decl_buffer((LANES,), "float32")
-            # per-head scales: max |x| over the head's [L, D] block, D lanes at a time
+            # per-head scales: max |x| over the head's [L, D] block, a vector at a time
             for t in range(3):
-                for d in T.vectorized(D):
+                for d in T.vectorized(AMAX):
                     amax[t, d] = T.float32(0)
-            for i in range(L):
-                for d in T.vectorized(D):
-                    amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, QO + h * D + d]))
-                    amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, KO + h * D + d]))
-                    amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, VO + h * D + d]))
+            if transposed:
+                for d in range(D):  # a whole row of tokens per step: 8 independent max chains
+                    for i in T.vectorized(L):
+                        amax[0, i] = T.max(amax[0, i], T.fabs(Q[QO + h * D + d, b * L + i]))
+                        amax[1, i] = T.max(amax[1, i], T.fabs(K[KO + h * D + d, b * L + i]))
+                        amax[2, i] = T.max(amax[2, i], T.fabs(V[VO + h * D + d, b * L + i]))
+            else:
+                for i in range(L):
+                    for d in T.vectorized(D):
+                        amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, QO + h * D + d]))
+                        amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, KO + h * D + d]))
+                        amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, VO + h * D + d]))
             for t in range(3):
                 sc[t] = T.float32(1e-30)
-                for d in range(D):
+                for d in range(AMAX):
                     sc[t] = T.max(sc[t], amax[t, d])
                 sc[t] = sc[t] / T.float32(127.0)
-            # quantize (rows contiguous, vectorized), then pack for vpdpbusd
+            # quantize (contiguous, vectorized), then pack for vpdpbusd
             for t in range(3):
                 sc[t] = T.float32(1.0) / sc[t]
-            for i in range(L):
-                for d in T.vectorized(D):
-                    q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, QO + h * D + d] * sc[0])) + 128)
-                    k8[i, d] = T.Cast("int8", T.round(K[b * L + i, KO + h * D + d] * sc[1]))
-                    v8[i, d] = T.Cast("int8", T.round(V[b * L + i, VO + h * D + d] * sc[2]))
-            for dq in range(DQ):  # K: 4 bytes of D per key are one 32-bit word: a word transpose
-                for j in T.vectorized(L):
-                    kpw[dq, j] = k8w[j, dq]
-            for jq, dv in T.grid(LQ, DV):  # V: 4 consecutive keys' bytes interleaved per channel
-                vp[jq, T.ramp(dv * LANES * 4, 1, LANES * 4)] = T.Shuffle(
-                    [v8[jq * 4 + r, T.ramp(dv * LANES, 1, LANES)] for r in range(4)], INTERLEAVE)
+            if transposed:
+                # one tensor at a time, a vector at a time: three 128-lane streams in one loop are
+                # lowered through scalar inserts, 40 us slower per bert-base layer
+                for d, c in T.grid(D, LV):
+                    for ln in T.vectorized(LANES):
+                        q8[d, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", T.round(
+                            Q[QO + h * D + d, b * L + c * LANES + ln] * sc[0])) + 128)
+                for d, c in T.grid(D, LV):
+                    for ln in T.vectorized(LANES):
+                        k8[d, c * LANES + ln] = T.Cast("int8", T.round(
+                            K[KO + h * D + d, b * L + c * LANES + ln] * sc[1]))
+                for dq, c in T.grid(DQ, LV):  # Q and K: 4 channel rows interleaved per token
+                    kpw[1, dq, T.ramp(c * LANES, 1, LANES)] = T.reinterpret(T.Shuffle(
+                        [q8[dq * 4 + r, T.ramp(c * LANES, 1, LANES)] for r in range(4)], INTERLEAVE), dtype="int32x16")
+                    kpw_i8[0, dq, T.ramp(c * LANES * 4, 1, LANES * 4)] = T.Shuffle(
+                        [k8[dq * 4 + r, T.ramp(c * LANES, 1, LANES)] for r in range(4)], INTERLEAVE)
+                for d, c in T.grid(D, LV):
+                    for ln in T.vectorized(LANES):
+                        v8[d, c * LANES + ln] = T.Cast("int8", T.round(
+                            V[VO + h * D + d, b * L + c * LANES + ln] * sc[2]))
+                for jq in range(LQ):  # V: 4 keys of a channel are one 32-bit word: a word transpose
+                    for d in T.vectorized(D):
+                        vpw[jq, d] = v8w[d, jq]
+            else:
+                for i in range(L):
+                    for d in T.vectorized(D):
+                        q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, QO + h * D + d] * sc[0])) + 128)
+                        k8[i, d] = T.Cast("int8", T.round(K[b * L + i, KO + h * D + d] * sc[1]))
+                        v8[i, d] = T.Cast("int8", T.round(V[b * L + i, VO + h * D + d] * sc[2]))
+                for dq in range(DQ):  # K: 4 bytes of D per key are one 32-bit word: a word transpose
+                    for j in T.vectorized(L):
+                        kpw[0, dq, j] = k8w[j, dq]
+                for jq, dv in T.grid(LQ, DV):  # V: 4 consecutive keys' bytes interleaved per channel
+                    vp[jq, T.ramp(dv * LANES * 4, 1, LANES * 4)] = T.Shuffle(
+                        [v8[jq * 4 + r, T.ramp(dv * LANES, 1, LANES)] for r in range(4)], INTERLEAVE)
             for jv in range(LV):  # K's column sums (Q's +128 correction): a dot with all-ones
                 colsum[T.ramp(jv * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
                 for dq in T.unroll(DQ):
                     colsum[T.ramp(jv * LANES, 1, LANES)] = T.call_llvm_pure_intrin(
                         T.llvm_lookup_intrinsic_id(VNNI), colsum[T.ramp(jv * LANES, 1, LANES)],
                         T.reinterpret(T.broadcast(T.int32(0x01010101), LANES), dtype="uint8x64"),
-                        kpw_i8.vload([dq, jv * LANES * 4], "int8x64"), dtype="int32x16")
+                        kpw_i8.vload([0, dq, jv * LANES * 4], "int8x64"), dtype="int32x16")
             for i in range(L):
                 # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
                 for jc in range(LV // JB):  # JB accumulators at once: vpdpbusd's latency is hidden
@@ -141,9 +189,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                         for jb in T.unroll(JB):
                             acc[jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
                                 T.llvm_lookup_intrinsic_id(VNNI), acc[jb, T.ramp(0, 1, LANES)],
-                                T.reinterpret(T.broadcast(T.reinterpret(q8[i, T.ramp(dq * 4, 1, 4)], dtype="int32"),
-                                                          LANES), dtype="uint8x64"),
-                                kpw_i8.vload([dq, (jc * JB + jb) * LANES * 4], "int8x64"),
+                                T.reinterpret(T.broadcast(_pick(transposed, kpw[1, dq, i], q8w[i, dq]), LANES),
+                                              dtype="uint8x64"),
+                                kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"),
                                 dtype="int32x16")
                     for jb in T.unroll(JB):
                         for ln in T.vectorized(LANES):
@@ -185,6 +233,11 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                                 "float32", acc[db, ln] + acc[DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[0]))
 
     return func.with_attr("global_symbol", "main")
+
+
+def _pick(first: bool, a, b):
+    """``a if first else b`` when TVMScript parses it (its own ``if`` expression would be a select)."""
+    return a if first else b
 
 
 def reference(q, k, v, mask, heads: int, scale: float):
