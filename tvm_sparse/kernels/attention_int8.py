@@ -27,7 +27,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
-from .vector import LANES, reduce_lanes
+from .vector import LANES, fold, reduce_lanes
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"
 _LOG2E = 1.4426950408889634
@@ -113,7 +113,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             row = T.decl_buffer((L,), "float32")
             p8 = T.decl_buffer((L,), "uint8")
             acc = T.decl_buffer((max(JB, 2 * DB), LANES), "int32")
-            red = T.decl_buffer((LANES,), "float32")
+            red = T.decl_buffer((1,), "float32")
             # per-head scales: max |x| over the head's [L, D] block, a vector at a time
             for t in range(3):
                 for d in T.vectorized(AMAX):
@@ -200,21 +200,11 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                             ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
                                 b if mb else 0, 0, i if mr else 0, (jc * JB + jb) * LANES + ln]
                 # softmax numerator, quantized against the row maximum
-                for ln in T.vectorized(LANES):
-                    red[ln] = row[ln]
-                for c in range(1, LV):
-                    for ln in T.vectorized(LANES):
-                        red[ln] = T.max(red[ln], row[c * LANES + ln])
-                red[0] = reduce_lanes(red[T.ramp(0, 1, LANES)], T.max)
+                red[0] = reduce_lanes(fold([row[T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
                 for j in T.vectorized(L):
                     row[j] = T.round(exp_u8(row[j] - red[0]))
                     p8[j] = T.Cast("uint8", T.Cast("int32", row[j]))
-                for ln in T.vectorized(LANES):
-                    red[ln] = row[ln]
-                for c in range(1, LV):
-                    for ln in T.vectorized(LANES):
-                        red[ln] = red[ln] + row[c * LANES + ln]
-                red[0] = reduce_lanes(red[T.ramp(0, 1, LANES)], lambda a, c: a + c)
+                red[0] = reduce_lanes(fold([row[T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
                 # context: o = (p8 . v8) * sv / sum(p8)
                 for dc in range(DV // DB):  # DB channel vectors x 2 halves of the keys at once
                     for part, db in T.grid(2, DB):
@@ -233,6 +223,10 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                                 "float32", acc[db, ln] + acc[DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[0]))
 
     return func.with_attr("global_symbol", "main")
+
+
+def _add(a, b):
+    return a + b
 
 
 def _pick(first: bool, a, b):

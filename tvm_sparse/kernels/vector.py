@@ -16,3 +16,10 @@ def reduce_lanes(vec: tirx.PrimExpr, op) -> tirx.PrimExpr:
         vec = op(T.Shuffle([vec], [T.int32(x) for x in range(width)]),
                  T.Shuffle([vec], [T.int32(x) for x in range(width, 2 * width)]))
     return vec
+
+
+def fold(vecs: list, op) -> tirx.PrimExpr:
+    """Vectors folded pairwise as a tree: log2(n) dependent steps, not n - 1."""
+    while len(vecs) > 1:
+        vecs = [op(vecs[i], vecs[i + 1]) if i + 1 < len(vecs) else vecs[i] for i in range(0, len(vecs), 2)]
+    return vecs[0]
