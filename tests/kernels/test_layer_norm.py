@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import tvm
 
+from tvm_sparse import pipeline
 from tvm_sparse.kernels.layer_norm import add_layer_norm, reference
-from tvm_sparse.target import codegen_target
 
 
 @pytest.mark.parametrize("rows,hidden", [(128, 768), (7, 64)])
@@ -13,7 +13,7 @@ def test_matches_numpy(rows, hidden, target):
     a = (rng.standard_normal((rows, hidden)) * 2 + 30).astype(np.float32)
     b = rng.standard_normal((rows, hidden)).astype(np.float32)
     g, bt = rng.standard_normal(hidden).astype(np.float32), rng.standard_normal(hidden).astype(np.float32)
-    lib = tvm.tirx.build(add_layer_norm(rows, hidden, 1e-12), target=codegen_target(target))
+    lib = pipeline.build(add_layer_norm(rows, hidden, 1e-12), target)
     args = [tvm.runtime.tensor(x) for x in (a, b, g, bt, np.zeros((rows, hidden), np.float32))]
     lib(*args)
     np.testing.assert_allclose(args[-1].numpy(), reference(a, b, g, bt, 1e-12), atol=2e-5, rtol=1e-5)

@@ -2,9 +2,9 @@ import numpy as np
 import tvm
 from tvm import s_tir
 
+from tvm_sparse import pipeline
 from tvm_sparse.schedule.narrow import finalize
 from tvm_sparse.schedule.sparse import schedule_layout_stages
-from tvm_sparse.target import codegen_target
 
 
 def build(func, sketch, knobs, target, narrow=True):
@@ -12,9 +12,9 @@ def build(func, sketch, knobs, target, narrow=True):
     sketch(sch, knobs)
     f = sch.mod["main"]
     if narrow:
-        return tvm.tirx.build(finalize(f), target=codegen_target(target))
+        return pipeline.build(finalize(f), target)
     schedule_layout_stages(sch)  # everything but the narrowing
-    return tvm.tirx.build(sch.mod["main"], target=codegen_target(target))
+    return pipeline.build(sch.mod["main"], target)
 
 
 def run(lib, *arrays):

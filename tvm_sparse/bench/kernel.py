@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tvm
 
+from .. import pipeline
 from ..format import bsr4x1
 from ..kernels.dense_int8 import dense_int8, pack_dense
 from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_fp32 import sparse_fp32
 from ..kernels.sparse_int8 import padded_m, sparse_int8
-from ..target import codegen_target, mcpu_of
+from ..target import mcpu_of
 from ..tune.apply import database_roots, schedule
 from ..tune.tuner import tune
 from ..tune.workload import KernelKey, sparsity_bucket
@@ -61,7 +62,7 @@ def _time_us(lib: tvm.runtime.Module, args: list) -> float:
 
 def _run(func, key, target, arrays, roots):
     sched, source = schedule(func, key, target, roots)
-    lib = tvm.tirx.build(sched, target=codegen_target(target))
+    lib = pipeline.build(sched, target)
     args = [tvm.runtime.tensor(a) for a in arrays]
     lib(*args)
     return lib, args, source

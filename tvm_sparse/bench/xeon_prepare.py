@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import tvm
 
+from .. import pipeline
 from ..format import bsr4x1
 from ..kernels.dense_int8 import dense_int8, pack_dense
 from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_fp32 import sparse_fp32
 from ..kernels.sparse_int8 import padded_m, sparse_int8
-from ..target import codegen_target, resolve
+from ..target import resolve
 from ..tune.apply import schedule
 from ..tune.tuner import tune
 from ..tune.workload import KernelKey, sparsity_bucket
@@ -63,7 +64,7 @@ def _export(func, key, target, arrays, expect, path: Path, host) -> None:
     if not key.sparse:
         tune(key, host, 32, quiet=True)  # measured here: the records' schedules are what is shipped
     sched, _ = schedule(func, key, target)
-    lib = tvm.tirx.build(sched, target=codegen_target(target))
+    lib = pipeline.build(sched, target)
     lib.export_library(str(path.with_suffix(".so")))
     np.savez(path.with_suffix(".npz"), nargs=len(arrays), expect=expect,
              **{f"arg{i}": a for i, a in enumerate(arrays)})

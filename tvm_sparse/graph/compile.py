@@ -16,7 +16,7 @@ import tvm
 from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
-from .. import __version__
+from .. import __version__, pipeline
 from ..runtime import cpu
 from ..runtime.metadata import Metadata, metadata_path
 from ..runtime.model import _sha256
@@ -91,7 +91,7 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
                 "(untuned code is ~100x slower)")
         seq = tvm.transform.Sequential(rp.dataflow_lower_passes(target) + rp.finalize_passes(target))
         mod = seq(mod)
-        return relax.build(mod, target=codegen_target(target), relax_pipeline=None)
+        return relax.build(mod, target=codegen_target(target), relax_pipeline=None, tir_pipeline=pipeline.NAME)
 
 
 def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print) -> Metadata:

@@ -21,10 +21,10 @@ import tvm_ffi
 from tvm import relax, s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from .. import pipeline
 from ..schedule import elementwise as elementwise_schedule
 from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
-from ..target import codegen_target
 from .linear import is_scheduled
 
 # TVM 0.27 does not mark isnan vectorizable, so a loop holding one is scalarized whole: BERT's
@@ -41,7 +41,7 @@ EVALUATOR = ms.runner.EvaluatorConfig(number=10, repeat=3, min_repeat_ms=20, ena
 
 def build_func(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
     """Builder hook: a runtime Module straight from TIR (the default one times out, see the notes)."""
-    return tvm.tirx.build(mod, target=codegen_target(target))
+    return pipeline.build(mod, target)
 
 
 def alloc_args(device, args_info, alloc_repeat: int):

@@ -9,15 +9,16 @@ from __future__ import annotations
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from .. import pipeline
+
 BUILD_TIMEOUT_S = 180.0
 
 
 def build(mod: tvm.IRModule, target: tvm.target.Target, _params: dict | None) -> tvm.runtime.Module:
     # our intrinsics (3 s), never TVM's tensor_intrin package (30 s per worker)
     from ..schedule.narrow import finalize_module
-    from ..target import codegen_target
 
-    return tvm.tirx.build(finalize_module(mod), target=codegen_target(target))
+    return pipeline.build(finalize_module(mod), target)
 
 
 def local_builder(max_workers: int | None = None) -> ms.builder.LocalBuilder:

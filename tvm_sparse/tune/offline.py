@@ -25,11 +25,12 @@ import tvm
 from tvm import s_tir
 from tvm.s_tir import meta_schedule as ms
 
+from .. import pipeline
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics the schedules name)
 from ..schedule import sparse as sparse_schedules
 from ..schedule.narrow import finalize
 from ..schedule.sparse import UNROLLS
-from ..target import codegen_target, resolve
+from ..target import resolve
 from .database import exclusive, open_database
 from .tuner import db_path
 from .workload import KernelKey, canonical
@@ -63,7 +64,7 @@ def build(keys: list[KernelKey], target: tvm.target.Target, out: Path, log=print
         for i, cand in enumerate(cands):
             lib = f"{key.name}__{i}.so"
             sch = _schedule(key, cand)
-            tvm.tirx.build(finalize(sch.mod["main"]), target=codegen_target(target)).export_library(str(out / lib))
+            pipeline.build(finalize(sch.mod["main"]), target).export_library(str(out / lib))
             index.append({"key": asdict(key), "candidate": cand, "lib": lib, "inputs": f"{key.name}.npz"})
         log(f"{key.name}: {len(cands)} candidates built")
     (out / "index.json").write_text(json.dumps(index, indent=1))
