@@ -136,6 +136,27 @@ def test_vpdpbusd_in_assembly(target):
     assert "TVMBackendAllocWorkspace@GOTPCREL" not in asm
 
 
+@pytest.mark.parametrize("m,swizzled", [(128, True), (64, True), (100, False), (48, False)])
+def test_swizzled_tiles_where_the_kernel_transposes(m, swizzled, target):
+    """Row-major input in whole 64-token tiles: the pad stage writes tokens swizzled and the VNNI
+    operand is built by in-lane unpacks, with no permutes and the 1 KiB accumulator tile on the
+    stack (this project's pipeline); an input already in [K, M] keeps natural order."""
+    x, w, ref = _case(m, 256, 64, 0.8)
+    p = bsr4x1.pack(w)
+    func = sparse_int8(m, 256, 64, Epilogue.S32, x_transposed=False, y_transposed=True)
+    assert bool(func.attrs.get("tvm_sparse.swizzled", False)) == swizzled
+    assert not sparse_int8(m, 256, 64, transposed=True).attrs.get("tvm_sparse.swizzled", False)
+    lib = build(func, rows_outer, {"unroll": 0}, target)
+    out = run(lib, x, p.indptr, p.indices, p.values, np.zeros((64, padded_m(m)), np.int32))
+    assert np.array_equal(out[:, :m].T, ref)
+    asm = lib.inspect_source("asm")
+    core = asm[asm.index("vpdpbusd") - 3000:asm.rindex("vpdpbusd")]
+    if swizzled:
+        assert "vpunpcklbw" in core and "vpunpckhwd" in core and "vpermt2b" not in core
+        # no 1 KiB workspace request (its size is the call's third argument) per accumulator tile
+        assert "$1024, %edx" not in asm
+
+
 @pytest.mark.parametrize("coarse", [False, True])
 def test_gelu_formulas(coarse, target):
     """Both GELUs as compiled, over BERT's range and beyond: the rational erf is fp32-exact; the

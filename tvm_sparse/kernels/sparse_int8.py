@@ -26,6 +26,7 @@ from tvm.script import tirx as T
 
 from . import epilogue as ep
 from .epilogue import Epilogue
+from .intrin import swizzled_position
 from .signature import keep_params
 
 LANES = 16  # tokens per vpdpbusd
@@ -35,9 +36,17 @@ def padded_m(m: int) -> int:
     return -(-m // LANES) * LANES
 
 
+def swizzled(mp: int, x_transposed: bool) -> bool:
+    """Whether the kernel keeps its transposed activations in swizzled 64-token tiles (see
+    ``intrin.swizzled_position``): where it writes them itself (row-major input) and they tile whole. An input
+    already in [K, M] comes from another kernel, in natural order."""
+    return not x_transposed and mp % 64 == 0
+
+
 def sparse_int8(
     m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False,
     quantize_input: bool = False, x_transposed: bool | None = None, y_transposed: bool | None = None,
+    swizzle: bool = True,
 ) -> tirx.PrimFunc:
     """The block-sparse int8 linear layer for X[m, k] and a 4x1-sparse W[n, k].
 
@@ -49,10 +58,14 @@ def sparse_int8(
     ``x_transposed`` / ``y_transposed`` set the two sides apart (default: ``transposed``): a chain
     such as BERT's FFN enters row-major, passes u8 ``[n, mp]`` between its two layers, and leaves
     row-major.
+
+    ``swizzle=False`` keeps natural token order everywhere (the definition before swizzled tiles:
+    records tuned on it are still found by it).
     """
     x_t = transposed if x_transposed is None else x_transposed
     y_t = transposed if y_transposed is None else y_transposed
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
+    swz = swizzle and swizzled(mp, x_t)
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
     x_shape = (k, mp) if x_t else (m, k)
@@ -61,6 +74,8 @@ def sparse_int8(
              "tvm_sparse.transposed": x_t}
     if x_t != y_t:  # only then: the attributes are part of the workload records are keyed by
         attrs.update({"tvm_sparse.transposed": False, "tvm_sparse.x_transposed": x_t, "tvm_sparse.y_transposed": y_t})
+    if swz:
+        attrs["tvm_sparse.swizzled"] = True
 
     @T.prim_func(s_tir=True)
     def func(
@@ -89,9 +104,13 @@ def sparse_int8(
                 v0, v1 = T.axis.remap("SS", [i0, i1])
                 if x_t:
                     Xq[v0, v1] = ep.to_u8(X[v0, v1], Qin, quantize_input)
+                elif swz and m == mp:  # row v0 holds token swizzle(v0): a row's address, nothing more
+                    Xq[v0, v1] = ep.to_u8(X[swizzled_position(v0), v1], Qin, quantize_input)
                 else:
                     Xq[v0, v1] = T.if_then_else(
-                        v0 < m, ep.to_u8(X[T.min(v0, m - 1), v1], Qin, quantize_input), T.uint8(0)
+                        _pick(swz, swizzled_position(v0), v0) < m,
+                        ep.to_u8(X[T.min(_pick(swz, swizzled_position(v0), v0), m - 1), v1], Qin, quantize_input),
+                        T.uint8(0),
                     )
         for kk, mm in T.grid(k, mp):
             with T.sblock("transpose"):
@@ -106,16 +125,30 @@ def sparse_int8(
                 T.reads(XT[0:k, vm], Indices[Indptr[vr] + vt, vj])
                 T.writes(G[vr, vt, vj, vm])
                 G[vr, vt, vj, vm] = XT[Indices[Indptr[vr] + vt, vj], vm]
-        for r, t, o, mm, j in T.grid(nb, tmax, 4, mp, 4):
-            with T.sblock("spmm"):
-                vr, vt, vo, vm, vj = T.axis.remap("SRSSR", [r, t, o, mm, j])
-                T.reads(G[vr, vt, vj, vm], Values[Indptr[vr] + vt, vo, vj])
-                T.writes(acc[vr, vo, vm])
-                with T.init():
-                    acc[vr, vo, vm] = 0
-                acc[vr, vo, vm] = acc[vr, vo, vm] + T.cast(G[vr, vt, vj, vm], "int32") * T.cast(
-                    Values[Indptr[vr] + vt, vo, vj], "int32"
-                )
+        if swz:  # token 64mo + 16a + 4b + c sits at 64mo + 16b + 4a + c (affine, so it tensorizes)
+            for r, t, o, mo, a, b, c, j in T.grid(nb, tmax, 4, mp // 64, 4, 4, 4, 4):
+                with T.sblock("spmm"):
+                    vr, vt, vo, vmo, va, vb, vc, vj = T.axis.remap("SRSSSSSR", [r, t, o, mo, a, b, c, j])
+                    T.reads(G[vr, vt, vj, vmo * 64 + vb * 16 + va * 4 + vc], Values[Indptr[vr] + vt, vo, vj])
+                    T.writes(acc[vr, vo, vmo * 64 + va * 16 + vb * 4 + vc])
+                    with T.init():
+                        acc[vr, vo, vmo * 64 + va * 16 + vb * 4 + vc] = 0
+                    acc[vr, vo, vmo * 64 + va * 16 + vb * 4 + vc] = acc[
+                        vr, vo, vmo * 64 + va * 16 + vb * 4 + vc
+                    ] + T.cast(G[vr, vt, vj, vmo * 64 + vb * 16 + va * 4 + vc], "int32") * T.cast(
+                        Values[Indptr[vr] + vt, vo, vj], "int32"
+                    )
+        else:
+            for r, t, o, mm, j in T.grid(nb, tmax, 4, mp, 4):
+                with T.sblock("spmm"):
+                    vr, vt, vo, vm, vj = T.axis.remap("SRSSR", [r, t, o, mm, j])
+                    T.reads(G[vr, vt, vj, vm], Values[Indptr[vr] + vt, vo, vj])
+                    T.writes(acc[vr, vo, vm])
+                    with T.init():
+                        acc[vr, vo, vm] = 0
+                    acc[vr, vo, vm] = acc[vr, vo, vm] + T.cast(G[vr, vt, vj, vm], "int32") * T.cast(
+                        Values[Indptr[vr] + vt, vo, vj], "int32"
+                    )
         # over the valid outputs only: reverse_compute_at drops a block predicate, so the bounds are
         # the loop extents (it derives its own predicates from them)
         for nn, mm in T.grid(n, mp):
@@ -135,3 +168,7 @@ def sparse_int8(
     names += epilogue.param_names() + ["Y"]
     return keep_params(func, names)
 
+
+def _pick(first: bool, a, b):
+    """``a if first else b`` when TVMScript parses it (its own ``if`` expression would be a select)."""
+    return a if first else b

@@ -4,8 +4,10 @@ One function per structural choice (a Python ``if`` on a sampled value would not
 trace). The sampled knob is the unroll depth; the token tile follows from the shape. Shared steps:
 
   spmm      loops (r, t, o, m, j) -> (r, mo, t, o, m32, j), which becomes one call of the 4x32x4
-            VNNI intrinsic (4x16x4 where 32 does not divide the tokens); the reduction is split
-            off before the tile loop
+            VNNI intrinsic (4x16x4 where 32 does not divide the tokens); where the kernel writes
+            its own transposed activations in swizzled 64-token tiles, the definition's
+            (r, t, o, mo, a, b, c, j) -> (r, mo, t, o, a, b, c, j) and the 4x64x4 swizzled
+            intrinsic. The reduction is split off before the tile loop
   gather    computed inside the tile loop into a [4, tile] scratch (a vectorized row copy: an index
             containing a load cannot be tensorized, and gathering straight into the interleaved lane
             layout makes LLVM extract bytes one by one)
@@ -16,18 +18,18 @@ from __future__ import annotations
 
 from tvm import s_tir
 
-from ..kernels.intrin import SPARSE_VNNI_INTRIN, TRANSPOSE_INTRIN, TRANSPOSE_STORE_INTRIN
+from ..kernels.intrin import SPARSE_VNNI_INTRIN, SWIZZLED_VNNI_INTRIN, TRANSPOSE_INTRIN, TRANSPOSE_STORE_INTRIN
 
 Schedule = s_tir.Schedule
 UNROLLS = (0, 16, 64)  # pragma_auto_unroll_max_step
 
 
 def token_tile(padded_tokens: int) -> int:
-    """Tokens per gathered tile: 32 (2 vectors share each weight broadcast, and the 32-token VNNI
-    intrinsic interleaves in 2 shuffles per vector, not 3) where they divide the padded tokens.
-    Not a sampled knob: the tensor intrinsic it names would not follow a mutated decision. Larger
-    tiles lose: 4 channels x 64 tokens of int32 accumulators is 1 KiB, where TVM stops placing
-    scratch on the stack and calls its heap workspace per row."""
+    """Tokens per gathered tile of a natural-order (unswizzled) input: 32 (2 vectors share each
+    weight broadcast, and the 32-token VNNI intrinsic interleaves in 2 shuffles per vector, not 3)
+    where they divide the padded tokens. Not a sampled knob: the tensor intrinsic it names would
+    not follow a mutated decision. 64 natural-order tokens would need cross-lane shuffles
+    (vpermt2b), which cost more than the shared broadcasts save; swizzled tiles need none."""
     return 32 if padded_tokens % 32 == 0 else 16
 
 
@@ -35,11 +37,14 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
     """``knobs`` fixes the sampled decision (``unroll``): the untuned default, or a record's."""
     knobs = knobs or {}
     spmm = sch.get_sblock("spmm")
-    r, t, o, m, j = sch.get_loops(spmm)
-    tile = token_tile(int(sch.get(m).extent))
-    mo, mt = sch.split(m, [None, tile])
+    swizzled = bool(sch.mod["main"].attrs.get("tvm_sparse.swizzled", False))
+    if swizzled:  # the compute definition already tiles tokens by 64: (mo, a, b, c)
+        r, t, o, mo, *mt, j = sch.get_loops(spmm)
+    else:
+        r, t, o, m, j = sch.get_loops(spmm)
+        mo, *mt = sch.split(m, [None, token_tile(int(sch.get(m).extent))])
     outer = [r, mo] if rows_outer else [mo, r]
-    sch.reorder(*outer, t, o, mt, j)
+    sch.reorder(*outer, t, o, *mt, j)
     fused = sch.fuse(*outer)
     sch.parallel(fused)
 
@@ -54,9 +59,10 @@ def _common(sch: Schedule, rows_outer: bool, knobs: dict | None = None) -> None:
 
     if _is_int8(sch):
         sch.decompose_reduction(spmm, t)
-        sch.tensorize(sch.blockize(o), SPARSE_VNNI_INTRIN[tile])
+        tile = 64 if swizzled else int(sch.get(mt[0]).extent)
+        sch.tensorize(sch.blockize(o), SWIZZLED_VNNI_INTRIN if swizzled else SPARSE_VNNI_INTRIN[tile])
     else:  # fp32: 16 tokens fill a register; each of the tile's 16 weights is one broadcast FMA
-        mc, m16 = sch.split(mt, [None, 16])
+        mc, m16 = sch.split(mt[0], [None, 16])
         sch.reorder(mc, o, j, m16)
         sch.vectorize(m16)  # before decompose_reduction: vectorize wants the sole writer of acc
         sch.unroll(o)

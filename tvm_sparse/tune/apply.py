@@ -40,7 +40,9 @@ def database_roots(extra: list[str | Path] | None = None) -> list[Path]:
 def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path], any_cpu: bool = False):
     """The fastest record for ``key`` tuned on ``target``'s CPU; with ``any_cpu``, on any CPU (a
     schedule is valid everywhere, only its speed is CPU-specific)."""
-    mod = tvm.IRModule({"main": canonical(key)[0]})
+    mods = [tvm.IRModule({"main": canonical(key)[0]})]
+    if key.kind == "sparse_int8":  # records from before swizzled tiles: their knobs apply as well
+        mods.append(tvm.IRModule({"main": canonical(key, swizzle=False)[0]}))
     paths = [db_path(root, target) for root in roots]
     if any_cpu:
         paths = [p.parent for root in roots for p in sorted(Path(root).glob("*/database_tuning_record.json"))]
@@ -48,9 +50,11 @@ def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path], an
     for path in paths:
         if not (path / "database_tuning_record.json").exists():
             continue
-        rec = open_database(path, target).query_tuning_record(mod, target, "main")
-        if rec is not None and (best is None or _mean(rec) < _mean(best)):
-            best = rec
+        db = open_database(path, target)
+        for mod in mods:
+            rec = db.query_tuning_record(mod, target, "main")
+            if rec is not None and (best is None or _mean(rec) < _mean(best)):
+                best = rec
     return best
 
 

@@ -59,10 +59,11 @@ class KernelKey:
         return int.from_bytes(hashlib.sha256(self.name.encode()).digest()[:4], "little")
 
 
-def kernel_func(key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx.PrimFunc:
-    """The unscheduled compute definition for ``key`` (symbolic tile count for sparse kernels)."""
+def kernel_func(key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE, swizzle: bool = True) -> tirx.PrimFunc:
+    """The unscheduled compute definition for ``key`` (symbolic tile count for sparse kernels).
+    ``swizzle=False``: the int8 definition before swizzled token tiles, which older records name."""
     if key.kind == "sparse_int8":
-        f = sparse_int8(key.m, key.k, key.n, epilogue, transposed=key.transposed)
+        f = sparse_int8(key.m, key.k, key.n, epilogue, transposed=key.transposed, swizzle=swizzle)
     elif key.kind == "sparse_fp32":
         f = sparse_fp32(key.m, key.k, key.n, gelu=epilogue.has_gelu, transposed=key.transposed)
     else:
@@ -70,13 +71,13 @@ def kernel_func(key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx
     return f.with_attr("tvm_sparse.workload", key.name)
 
 
-def canonical(key: KernelKey) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
+def canonical(key: KernelKey, swizzle: bool = True) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
     """The instance tuned for ``key``: a concrete function and the arrays to run it on."""
     rng = np.random.default_rng(key.seed())
     mp = padded_m(key.m)
     x_shape = (key.k, mp) if key.transposed else (key.m, key.k)
     y_shape = (key.n, mp) if key.transposed else (key.m, key.n)
-    func = kernel_func(key)
+    func = kernel_func(key, swizzle=swizzle)
     if key.kind == "sparse_fp32":
         w = bsr4x1.prune(rng.standard_normal((key.n, key.k)).astype(np.float32), key.bucket / 100)
         p = bsr4x1.pack(w)
