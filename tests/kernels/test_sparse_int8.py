@@ -7,6 +7,7 @@ import tvm
 from tests.kernels.util import build, run
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.epilogue import Epilogue
+from tvm_sparse.kernels.intrin import swizzled_position
 from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
 from tvm_sparse.schedule.sparse import rows_outer, token_tile, tokens_outer
 
@@ -155,6 +156,43 @@ def test_swizzled_tiles_where_the_kernel_transposes(m, swizzled, target):
         assert "vpunpcklbw" in core and "vpunpckhwd" in core and "vpermt2b" not in core
         # no 1 KiB workspace request (its size is the call's third argument) per accumulator tile
         assert "$1024, %edx" not in asm
+
+
+@pytest.mark.parametrize("m", [128, 120])
+@pytest.mark.parametrize("sketch", [rows_outer, tokens_outer])
+def test_exact_swizzled_chain_hand_over(m, sketch, target):
+    """A chain's two halves with their [N, mp] hand-over in swizzled tiles: the first writes
+    position p = swizzled_position(token), the second reads it so; both take the swizzled intrinsic
+    (120 tokens: the padding sits inside the last tile)."""
+    k, n = 128, 96
+    x, w, ref = _case(m, k, n, 0.8, seed=m)
+    p = bsr4x1.pack(w)
+    mp = padded_m(m)
+    perm = swizzled_position(np.arange(mp))
+    valid = perm < m  # positions holding real tokens
+    up = sparse_int8(m, k, n, x_transposed=False, y_transposed=True, y_swizzled=True)
+    down = sparse_int8(m, k, n, x_transposed=True, y_transposed=False, x_swizzled=True)
+    for func in (up, down):
+        assert func.attrs["tvm_sparse.swizzled"]
+    out = run(build(up, sketch, {"unroll": 16}, target), x, p.indptr, p.indices, p.values, np.zeros((n, mp), np.int32))
+    assert np.array_equal(out[:, valid], ref.T[:, perm[valid]])
+    xt = np.zeros((k, mp), np.uint8)
+    xt[:, valid] = x.T[:, perm[valid]]
+    lib = build(down, sketch, {"unroll": 16}, target)
+    assert np.array_equal(run(lib, xt, p.indptr, p.indices, p.values, np.zeros((m, n), np.int32)), ref)
+    asm = lib.inspect_source("asm")
+    assert "vpunpcklbw" in asm and "vpermt2b" not in asm[asm.index("vpdpbusd") - 3000:asm.rindex("vpdpbusd")]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"x_swizzled": True},  # a row-major input has no token tiles to swizzle
+    {"y_swizzled": True},
+    {"x_transposed": True, "x_swizzled": True, "m": 100},  # 112 padded tokens: not whole 64-token tiles
+])
+def test_swizzled_sides_are_checked(kwargs):
+    m = kwargs.pop("m", 128)
+    with pytest.raises(ValueError, match="swizzled tiles need"):
+        sparse_int8(m, 64, 64, **kwargs)
 
 
 @pytest.mark.parametrize("coarse", [False, True])

@@ -18,7 +18,7 @@ from ..format import bsr4x1
 from .dense_int8 import dense_int8, pack_dense
 from .epilogue import Epilogue
 from .sparse_fp32 import sparse_fp32
-from .sparse_int8 import sparse_int8
+from .sparse_int8 import sparse_int8, swizzles
 
 
 @dataclass
@@ -93,9 +93,13 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
     bias = (bias * layer.out_scale).astype(np.float32)
     if layer.sparse:
         p = bsr4x1.pack(wq)
+        # a chain's u8 [n, mp] hand-over is in swizzled tiles: both of its kernels then take the
+        # 4x64x4 intrinsic (the first accumulates swizzled, the second reads swizzled)
         func = sparse_int8(m, k, n, epilogue, quantize_input=not layer.in_transposed,
                            x_transposed=layer.in_transposed,
-                           y_transposed=layer.out_quant is not None or layer.out_transposed)
+                           y_transposed=layer.out_quant is not None or layer.out_transposed,
+                           x_swizzled=layer.in_transposed and swizzles(m),
+                           y_swizzled=layer.out_quant is not None and swizzles(m))
         consts = [] if layer.in_transposed else [qin]
         consts += [p.indptr, p.indices, p.values, scale, corr, bias]
         if layer.out_quant:

@@ -36,17 +36,16 @@ def padded_m(m: int) -> int:
     return -(-m // LANES) * LANES
 
 
-def swizzled(mp: int, x_transposed: bool) -> bool:
-    """Whether the kernel keeps its transposed activations in swizzled 64-token tiles (see
-    ``intrin.swizzled_position``): where it writes them itself (row-major input) and they tile whole. An input
-    already in [K, M] comes from another kernel, in natural order."""
-    return not x_transposed and mp % 64 == 0
+def swizzles(m: int) -> bool:
+    """Whether ``m`` tokens fill whole swizzled 64-token tiles (see ``intrin.swizzled_position``):
+    the order that chained kernels (``x_swizzled`` / ``y_swizzled``) pass ``[n, mp]`` activations in."""
+    return padded_m(m) % 64 == 0
 
 
 def sparse_int8(
     m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, transposed: bool = False,
     quantize_input: bool = False, x_transposed: bool | None = None, y_transposed: bool | None = None,
-    swizzle: bool = True,
+    x_swizzled: bool = False, y_swizzled: bool = False, swizzle: bool = True,
 ) -> tirx.PrimFunc:
     """The block-sparse int8 linear layer for X[m, k] and a 4x1-sparse W[n, k].
 
@@ -59,13 +58,25 @@ def sparse_int8(
     such as BERT's FFN enters row-major, passes u8 ``[n, mp]`` between its two layers, and leaves
     row-major.
 
-    ``swizzle=False`` keeps natural token order everywhere (the definition before swizzled tiles:
-    records tuned on it are still found by it).
+    Token order. The 4x64x4 VNNI intrinsic reads a 64-token tile in one order and accumulates it in
+    the other (natural <-> swizzled), which needs no cross-lane shuffles. A row-major input is
+    written into whichever order the accumulators need (free: the pad stage picks rows); an
+    ``[n, mp]`` side may hold swizzled tiles (``x_swizzled`` / ``y_swizzled``, where ``swizzles(m)``),
+    which a chain uses so that both of its kernels take the fast intrinsic. Only when both sides
+    are ``[n, mp]`` in the same order does the natural-order intrinsic run. ``swizzle=False`` keeps
+    a row-major input in natural order (the definition before swizzled tiles: records tuned on it
+    are still found by it).
     """
     x_t = transposed if x_transposed is None else x_transposed
     y_t = transposed if y_transposed is None else y_transposed
     mp, nb, tmax = padded_m(m), -(-n // 4), -(-k // 4)
-    swz = swizzle and swizzled(mp, x_t)
+    if (x_swizzled and not x_t) or (y_swizzled and not y_t) or ((x_swizzled or y_swizzled) and not swizzles(m)):
+        raise ValueError(f"swizzled tiles need an [n, mp] side and whole 64-token tiles (m={m}, x_transposed={x_t}, "
+                         f"y_transposed={y_t}, x_swizzled={x_swizzled}, y_swizzled={y_swizzled})")
+    # the gathered rows' order: the input's, or (row-major input) the opposite of the accumulators'
+    g_swz = x_swizzled if x_t else swizzle and swizzles(m) and not y_swizzled
+    swz = g_swz != y_swizzled  # the accumulators take the other order: the swizzled intrinsic
+    pad_swz = g_swz and not x_t
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
     x_shape = (k, mp) if x_t else (m, k)
@@ -104,12 +115,12 @@ def sparse_int8(
                 v0, v1 = T.axis.remap("SS", [i0, i1])
                 if x_t:
                     Xq[v0, v1] = ep.to_u8(X[v0, v1], Qin, quantize_input)
-                elif swz and m == mp:  # row v0 holds token swizzle(v0): a row's address, nothing more
+                elif pad_swz and m == mp:  # row v0 holds token swizzle(v0): a row's address, nothing more
                     Xq[v0, v1] = ep.to_u8(X[swizzled_position(v0), v1], Qin, quantize_input)
                 else:
                     Xq[v0, v1] = T.if_then_else(
-                        _pick(swz, swizzled_position(v0), v0) < m,
-                        ep.to_u8(X[T.min(_pick(swz, swizzled_position(v0), v0), m - 1), v1], Qin, quantize_input),
+                        _pick(pad_swz, swizzled_position(v0), v0) < m,
+                        ep.to_u8(X[T.min(_pick(pad_swz, swizzled_position(v0), v0), m - 1), v1], Qin, quantize_input),
                         T.uint8(0),
                     )
         for kk, mm in T.grid(k, mp):
@@ -125,7 +136,7 @@ def sparse_int8(
                 T.reads(XT[0:k, vm], Indices[Indptr[vr] + vt, vj])
                 T.writes(G[vr, vt, vj, vm])
                 G[vr, vt, vj, vm] = XT[Indices[Indptr[vr] + vt, vj], vm]
-        if swz:  # token 64mo + 16a + 4b + c sits at 64mo + 16b + 4a + c (affine, so it tensorizes)
+        if swz:  # position 64mo + 16a + 4b + c of acc reads 64mo + 16b + 4a + c of G (affine: it tensorizes)
             for r, t, o, mo, a, b, c, j in T.grid(nb, tmax, 4, mp // 64, 4, 4, 4, 4):
                 with T.sblock("spmm"):
                     vr, vt, vo, vmo, va, vb, vc, vj = T.axis.remap("SRSSSSSR", [r, t, o, mo, a, b, c, j])
