@@ -83,15 +83,25 @@ _PHI_P = (0.39427907348399105, -0.059807344517996026, 0.006711821207849713, -0.0
           1.0556066166378342e-05)
 
 
-def gelu_coarse(v: tirx.PrimExpr) -> tirx.PrimExpr:
+def gelu_coarse(v: tirx.PrimExpr, scale: tirx.PrimExpr = None, offset: tirx.PrimExpr = None) -> tirx.PrimExpr:
+    """GELU by the fitted polynomial; ``scale * GELU(v) + offset`` when given, with ``scale`` folded
+    into the coefficients (loop-invariant scalars) and ``offset`` into the last FMA."""
     x = T.max(T.min(v, T.float32(_PHI_C)), T.float32(-_PHI_C))
     s = x * x
-    p = T.float32(_PHI_P[-1])
-    for c in reversed(_PHI_P[:-1]):
-        p = p * s + T.float32(c)
-    return v * (x * p + T.float32(0.5))
+    c = [T.float32(c) if scale is None else T.float32(c) * scale for c in _PHI_P]
+    p = c[-1]
+    for ci in reversed(c[:-1]):
+        p = p * s + ci
+    half = T.float32(0.5) if scale is None else T.float32(0.5) * scale
+    y = v * (x * p + half)
+    return y if offset is None else y + offset
 
 
+# 1.5 * 2^23: in [2^23, 2^24) a float's ulp is 1, so adding this rounds x to the nearest integer
+# (ties to even, like np.round) and leaves round(x) + 0x400000 in the low mantissa bits: for
+# 0 <= round(x) <= 255 its low byte is the u8. The requantization is then one FMA, a clamp and a
+# truncating narrow (no round, add, convert: 3 vector ops fewer a value).
+_ROUND_BIAS = 12582912.0
 def to_u8(x: tirx.PrimExpr, qin, quantize: bool) -> tirx.PrimExpr:
     """An activation as u8: as is, or quantized from fp32 with ``qin = [1 / s_x, zp_x]``."""
     if not quantize:
@@ -109,10 +119,16 @@ def apply(epilogue: Epilogue, acc: tirx.PrimExpr, n: tirx.PrimExpr, bufs: dict) 
     """The epilogue's value for accumulator ``acc`` of output channel ``n``."""
     if not epilogue.dequantizes:
         return acc
-    v = T.cast(acc - bufs["corr"][n], "float32") * bufs["scale"][n] + bufs["bias"][n]
+    a = T.cast(acc - bufs["corr"][n], "float32")
+    scale, bias = bufs["scale"][n], bufs["bias"][n]
+    if not epilogue.requantizes:
+        v = a * scale + bias
+        return gelu(v) if epilogue.has_gelu else v
+    # y = round(v / s_out) + zp_out + _ROUND_BIAS in one rounding, clamped to the u8 range there
+    q, offset = bufs["qout"][0], bufs["qout"][1] + T.float32(_ROUND_BIAS)
     if epilogue.has_gelu:
-        v = gelu_coarse(v) if epilogue.requantizes else gelu(v)
-    if epilogue.requantizes:
-        q = T.round(v * bufs["qout"][0]) + bufs["qout"][1]
-        v = T.cast(T.max(T.min(q, T.float32(255.0)), T.float32(0.0)), "uint8")
-    return v
+        y = gelu_coarse(a * scale + bias, q, offset)
+    else:  # the per-channel products are hoisted out of the token loop
+        y = a * (scale * q) + (bias * q + offset)
+    y = T.max(T.min(y, T.float32(_ROUND_BIAS + 255.0)), T.float32(_ROUND_BIAS))
+    return T.cast(T.reinterpret("int32", y), "uint8")
