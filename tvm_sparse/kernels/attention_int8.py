@@ -10,11 +10,12 @@ kernels around it read and write them. Per (batch, head), on one core:
   pack       K as [D/4, L, 4] and V as [L/4, D, 4]: 16 lanes x 4 bytes, ``vpdpbusd``'s operand
              (with Q, K, V transposed, ``[H*D, B*L]`` as a sparse QKV projection writes them, Q is
              packed like K, and K and Q by interleaving rows: no untranspose pass before the kernel)
-  scores     per query row: L/16 vectors, each D/4 ``vpdpbusd`` (a broadcast quad of Q x packed K)
+  scores     4 query rows at once (each packed K vector loaded once for the 4): L/16 vectors a
+             row, each D/4 ``vpdpbusd`` (a broadcast quad of Q x packed K)
   softmax    fp32, exp as a cubic in base 2 (LLVM has no vector exp; u8 needs no more); probabilities quantized to u8
              against the row's maximum (which is exactly 1 before normalization: p = e / sum(e),
              e = exp(s - max)), so a diffuse row keeps 8 bits of resolution
-  context    per row: D/16 vectors, each L/4 ``vpdpbusd`` (a broadcast quad of P x packed V),
+  context    4 rows at once: D/16 vectors a row, each L/4 ``vpdpbusd`` (a broadcast quad of P x packed V),
              normalized by the sum of the quantized probabilities, so the weights sum to 1
 
 The model's additive mask is read as is, broadcast over heads (and batch or rows where its shape
@@ -79,8 +80,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     QO, KO, VO = offsets
     mb, mr = mask_shape[0] > 1, mask_shape[2] > 1
     DQ, LQ, LV, DV = D // 4, L // 4, L // LANES, D // LANES
-    JB = max(x for x in range(1, 9) if LV % x == 0)  # score vectors in registers at once
-    DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors (x 2 key halves)
+    R = 4  # query rows at once (L is a multiple of 16)
+    JB = max(x for x in range(1, 5) if LV % x == 0)  # score vectors per row in registers at once
+    DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors per row
 
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle) -> None:
@@ -110,10 +112,10 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             colsum = T.decl_buffer((L,), "int32")
             amax = T.decl_buffer((3, AMAX), "float32")
             sc = T.decl_buffer((3,), "float32")
-            row = T.decl_buffer((L,), "float32")
-            p8 = T.decl_buffer((L,), "uint8")
-            acc = T.decl_buffer((max(JB, 2 * DB), LANES), "int32")
-            red = T.decl_buffer((1,), "float32")
+            row = T.decl_buffer((R, L), "float32")
+            p8 = T.decl_buffer((R, L), "uint8")
+            acc = T.decl_buffer((R * max(JB, DB), LANES), "int32")  # 1 KiB: the pipeline keeps it in registers
+            red = T.decl_buffer((R,), "float32")
             # per-head scales: max |x| over the head's [L, D] block, a vector at a time
             for t in range(3):
                 for d in T.vectorized(AMAX):
@@ -180,47 +182,55 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                         T.llvm_lookup_intrinsic_id(VNNI), colsum[T.ramp(jv * LANES, 1, LANES)],
                         T.reinterpret(T.broadcast(T.int32(0x01010101), LANES), dtype="uint8x64"),
                         kpw_i8.vload([0, dq, jv * LANES * 4], "int8x64"), dtype="int32x16")
-            for i in range(L):
+            for ib in range(L // R):  # R query rows at once: each K and V vector load serves R rows
                 # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
-                for jc in range(LV // JB):  # JB accumulators at once: vpdpbusd's latency is hidden
-                    for jb in T.unroll(JB):
-                        acc[jb, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                for jc in range(LV // JB):  # R x JB accumulators in registers
+                    for r, jb in T.grid(R, JB):
+                        acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
                     for dq in range(DQ):
+                        for r in T.unroll(R):
+                            for jb in T.unroll(JB):
+                                acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
+                                    T.llvm_lookup_intrinsic_id(VNNI), acc[r * JB + jb, T.ramp(0, 1, LANES)],
+                                    T.reinterpret(T.broadcast(_pick(transposed, kpw[1, dq, ib * R + r],
+                                                                    q8w[ib * R + r, dq]), LANES), dtype="uint8x64"),
+                                    kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"),
+                                    dtype="int32x16")
+                    for r in T.unroll(R):
                         for jb in T.unroll(JB):
-                            acc[jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
-                                T.llvm_lookup_intrinsic_id(VNNI), acc[jb, T.ramp(0, 1, LANES)],
-                                T.reinterpret(T.broadcast(_pick(transposed, kpw[1, dq, i], q8w[i, dq]), LANES),
-                                              dtype="uint8x64"),
-                                kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"),
-                                dtype="int32x16")
-                    for jb in T.unroll(JB):
+                            for ln in T.vectorized(LANES):
+                                row[r, (jc * JB + jb) * LANES + ln] = T.Cast(
+                                    "float32", acc[r * JB + jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
+                                ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
+                                    b if mb else 0, 0, ib * R + r if mr else 0, (jc * JB + jb) * LANES + ln]
+                # softmax numerators, quantized against each row's maximum (R independent chains)
+                for r in T.unroll(R):
+                    red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
+                for r in T.unroll(R):
+                    for c in range(LV):  # 16 lanes: a 128-lane exp is legalized through scalar inserts
                         for ln in T.vectorized(LANES):
-                            row[(jc * JB + jb) * LANES + ln] = T.Cast(
-                                "float32", acc[jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
-                            ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
-                                b if mb else 0, 0, i if mr else 0, (jc * JB + jb) * LANES + ln]
-                # softmax numerator, quantized against the row maximum
-                red[0] = reduce_lanes(fold([row[T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
-                for j in T.vectorized(L):
-                    row[j] = T.round(exp_u8(row[j] - red[0]))
-                    p8[j] = T.Cast("uint8", T.Cast("int32", row[j]))
-                red[0] = reduce_lanes(fold([row[T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
+                            row[r, c * LANES + ln] = T.round(exp_u8(row[r, c * LANES + ln] - red[r]))
+                            p8[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row[r, c * LANES + ln]))
+                for r in T.unroll(R):
+                    red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
                 # context: o = (p8 . v8) * sv / sum(p8)
-                for dc in range(DV // DB):  # DB channel vectors x 2 halves of the keys at once
-                    for part, db in T.grid(2, DB):
-                        acc[part * DB + db, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
-                    for jq in range(LQ // 2):
-                        for part, db in T.grid(2, DB):
-                            acc[part * DB + db, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
-                                T.llvm_lookup_intrinsic_id(VNNI), acc[part * DB + db, T.ramp(0, 1, LANES)],
-                                T.reinterpret(T.broadcast(T.reinterpret(p8[T.ramp((jq * 2 + part) * 4, 1, 4)],
-                                                                        dtype="int32"), LANES), dtype="uint8x64"),
-                                vp.vload([jq * 2 + part, (dc * DB + db) * LANES * 4], "int8x64"),
-                                dtype="int32x16")
-                    for db in T.unroll(DB):
-                        for ln in T.vectorized(LANES):
-                            Out[b * L + i, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
-                                "float32", acc[db, ln] + acc[DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[0]))
+                for dc in range(DV // DB):  # R x DB channel vectors at once
+                    for r, db in T.grid(R, DB):
+                        acc[r * DB + db, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                    for jq in range(LQ):
+                        for r in T.unroll(R):
+                            for db in T.unroll(DB):
+                                acc[r * DB + db, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
+                                    T.llvm_lookup_intrinsic_id(VNNI), acc[r * DB + db, T.ramp(0, 1, LANES)],
+                                    T.reinterpret(T.broadcast(T.reinterpret(p8[r, T.ramp(jq * 4, 1, 4)], dtype="int32"),
+                                                              LANES), dtype="uint8x64"),
+                                    vp.vload([jq, (dc * DB + db) * LANES * 4], "int8x64"),
+                                    dtype="int32x16")
+                    for r in T.unroll(R):
+                        for db in T.unroll(DB):
+                            for ln in T.vectorized(LANES):
+                                Out[b * L + ib * R + r, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
+                                    "float32", acc[r * DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[r]))
 
     return func.with_attr("global_symbol", "main")
 
