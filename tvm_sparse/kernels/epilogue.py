@@ -106,8 +106,13 @@ def to_u8(x: tirx.PrimExpr, qin, quantize: bool) -> tirx.PrimExpr:
     """An activation as u8: as is, or quantized from fp32 with ``qin = [1 / s_x, zp_x]``."""
     if not quantize:
         return x
-    q = T.round(x * qin[0]) + qin[1]
-    return T.cast(T.max(T.min(q, T.float32(255.0)), T.float32(0.0)), "uint8")
+    return _narrow_rounded(x * qin[0] + (qin[1] + T.float32(_ROUND_BIAS)))
+
+
+def _narrow_rounded(y: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``y`` = a value + ``_ROUND_BIAS`` (so already rounded), clamped to [0, 255] and narrowed to u8."""
+    y = T.max(T.min(y, T.float32(_ROUND_BIAS + 255.0)), T.float32(_ROUND_BIAS))
+    return T.cast(T.reinterpret("int32", y), "uint8")
 
 
 def buffers(scale, corr, bias, qout) -> dict:
@@ -130,5 +135,4 @@ def apply(epilogue: Epilogue, acc: tirx.PrimExpr, n: tirx.PrimExpr, bufs: dict) 
         y = gelu_coarse(a * scale + bias, q, offset)
     else:  # the per-channel products are hoisted out of the token loop
         y = a * (scale * q) + (bias * q + offset)
-    y = T.max(T.min(y, T.float32(_ROUND_BIAS + 255.0)), T.float32(_ROUND_BIAS))
-    return T.cast(T.reinterpret("int32", y), "uint8")
+    return _narrow_rounded(y)
