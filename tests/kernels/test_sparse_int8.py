@@ -195,6 +195,23 @@ def test_swizzled_sides_are_checked(kwargs):
         sparse_int8(m, 64, 64, **kwargs)
 
 
+@pytest.mark.parametrize("m", [128, 40])
+def test_input_quantization_rounds_half_to_even_and_saturates(m, target):
+    """fp32 X quantized in the pad stage (one FMA onto 1.5 * 2^23, a clamp, a narrowing): exactly
+    np.clip(np.round(x / s + zp), 0, 255), ties to even, out-of-range values saturated. (ONNX rounds
+    x / s before adding zp: on an exact tie and an odd zp the two differ by one step.) W = I makes
+    the s32 output the quantized input itself."""
+    k = 64
+    rng = np.random.default_rng(m)
+    x = (rng.integers(-700, 700, (m, k)) / 4).astype(np.float32)  # x / 0.5 lands on .5 ties often
+    x[0, :4] = [1e30, -1e30, 0.25, 0.75]  # saturation both ways, ties at 3.5 and 4.5
+    zp = 3.0
+    p = bsr4x1.pack(np.eye(k, dtype=np.int8))
+    lib = build(sparse_int8(m, k, k, quantize_input=True), rows_outer, {"unroll": 0}, target)
+    out = run(lib, x, np.array([2.0, zp], np.float32), p.indptr, p.indices, p.values, np.zeros((m, k), np.int32))
+    assert np.array_equal(out, np.clip(np.round(x * 2.0 + zp), 0, 255).astype(np.int32))
+
+
 @pytest.mark.parametrize("coarse", [False, True])
 def test_gelu_formulas(coarse, target):
     """Both GELUs as compiled, over BERT's range and beyond: the rational erf is fp32-exact; the

@@ -100,7 +100,8 @@ def gelu_coarse(v: tirx.PrimExpr, scale: tirx.PrimExpr = None, offset: tirx.Prim
 # 1.5 * 2^23: in [2^23, 2^24) a float's ulp is 1, so adding this rounds x to the nearest integer
 # (ties to even, like np.round) and leaves round(x) + 0x400000 in the low mantissa bits: for
 # 0 <= round(x) <= 255 its low byte is the u8. The requantization is then one FMA, a clamp and a
-# truncating narrow (no round, add, convert: 3 vector ops fewer a value).
+# truncating narrow (no round, add, convert: 3 vector ops fewer a value). It rounds x / s + zp
+# where ONNX rounds x / s and adds zp: they differ, by one step, only on exact ties with odd zp.
 _ROUND_BIAS = 12582912.0
 def to_u8(x: tirx.PrimExpr, qin, quantize: bool) -> tirx.PrimExpr:
     """An activation as u8: as is, or quantized from fp32 with ``qin = [1 / s_x, zp_x]``."""
