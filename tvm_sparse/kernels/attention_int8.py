@@ -28,7 +28,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
-from .vector import LANES, fold, reduce_lanes
+from .vector import LANES, fold, pick, reduce_lanes
 
 VNNI = "llvm.x86.avx512.vpdpbusd.512"
 _LOG2E = 1.4426950408889634
@@ -192,7 +192,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                             for jb in T.unroll(JB):
                                 acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
                                     T.llvm_lookup_intrinsic_id(VNNI), acc[r * JB + jb, T.ramp(0, 1, LANES)],
-                                    T.reinterpret(T.broadcast(_pick(transposed, kpw[1, dq, ib * R + r],
+                                    T.reinterpret(T.broadcast(pick(transposed, kpw[1, dq, ib * R + r],
                                                                     q8w[ib * R + r, dq]), LANES), dtype="uint8x64"),
                                     kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"),
                                     dtype="int32x16")
@@ -239,10 +239,6 @@ def _add(a, b):
     return a + b
 
 
-def _pick(first: bool, a, b):
-    """``a if first else b`` when TVMScript parses it (its own ``if`` expression would be a select)."""
-    return a if first else b
-
 
 def reference(q, k, v, mask, heads: int, scale: float):
     """numpy fp32 of what the kernel approximates: the graph's own attention core."""
@@ -258,4 +254,3 @@ def reference(q, k, v, mask, heads: int, scale: float):
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return (p @ split(v)).transpose(0, 2, 1, 3).reshape(bl, hd)
-

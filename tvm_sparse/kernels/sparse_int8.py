@@ -28,6 +28,7 @@ from . import epilogue as ep
 from .epilogue import Epilogue
 from .intrin import swizzled_position
 from .signature import keep_params
+from .vector import pick
 
 LANES = 16  # tokens per vpdpbusd
 
@@ -119,8 +120,8 @@ def sparse_int8(
                     Xq[v0, v1] = ep.to_u8(X[swizzled_position(v0), v1], Qin, quantize_input)
                 else:
                     Xq[v0, v1] = T.if_then_else(
-                        _pick(pad_swz, swizzled_position(v0), v0) < m,
-                        ep.to_u8(X[T.min(_pick(pad_swz, swizzled_position(v0), v0), m - 1), v1], Qin, quantize_input),
+                        pick(pad_swz, swizzled_position(v0), v0) < m,
+                        ep.to_u8(X[T.min(pick(pad_swz, swizzled_position(v0), v0), m - 1), v1], Qin, quantize_input),
                         T.uint8(0),
                     )
         for kk, mm in T.grid(k, mp):
@@ -178,8 +179,3 @@ def sparse_int8(
     names = ["X"] + (["Qin"] if quantize_input else []) + ["Indptr", "Indices", "Values"]
     names += epilogue.param_names() + ["Y"]
     return keep_params(func, names)
-
-
-def _pick(first: bool, a, b):
-    """``a if first else b`` when TVMScript parses it (its own ``if`` expression would be a select)."""
-    return a if first else b

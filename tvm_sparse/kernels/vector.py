@@ -23,3 +23,8 @@ def fold(vecs: list, op) -> tirx.PrimExpr:
     while len(vecs) > 1:
         vecs = [op(vecs[i], vecs[i + 1]) if i + 1 < len(vecs) else vecs[i] for i in range(0, len(vecs), 2)]
     return vecs[0]
+
+
+def pick(first: bool, a, b):
+    """``a if first else b`` where TVMScript parses it (its own ``if`` expression would become a select)."""
+    return a if first else b
