@@ -77,3 +77,16 @@ def test_itrex_runs_batch_1_sequence_128_only(tmp_path):
     cfg = bench_e2e.Config(out_dir=tmp_path, itrex_python="python3", seq_len=64)
     with pytest.raises(RuntimeError, match="sequence 128"):
         bench_e2e.time_engine("itrex", tmp_path, 1, 64, 1, 5, cfg)
+
+
+
+def test_a_second_run_keeps_the_first_runs_results(tmp_path, monkeypatch):
+    runs = iter([[_row("tvm_int8", 11.8), _row("ort_int8", 86.1)], [_row("tvm_int8", 12.1)]])
+    monkeypatch.setattr(bench_e2e, "run_matrix", lambda cfg, log: next(runs))
+    cfg = bench_e2e.Config(out_dir=tmp_path, throughput_models=())
+    bench_e2e.run(cfg, log=lambda *_: None)
+    first = (tmp_path / "results.md").read_text()
+    bench_e2e.run(cfg, log=lambda *_: None)
+    kept = sorted(tmp_path.glob("results-*"))
+    assert [p.suffix for p in kept] == [".json", ".md"] and kept[1].read_text() == first
+    assert "12.10" in (tmp_path / "results.md").read_text() and "86.10" not in (tmp_path / "results.md").read_text()

@@ -352,11 +352,24 @@ def run(cfg: Config, log=print) -> dict:
     result = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
               "machine": machine(), "rows": rows, "summary": summary, "throughput_rows": trows,
               "throughput": tput, "wall_s": time.time() - t0}
+    _keep_previous(cfg.out_dir, log)
     (cfg.out_dir / "results.json").write_text(json.dumps(result, indent=1, default=str))
     md = markdown(summary, tput, note)
     (cfg.out_dir / "results.md").write_text(md)
     log(md)
     return result
+
+
+def _keep_previous(out_dir: Path, log=print) -> None:
+    """A run into a directory that already holds results (a repeat of a few rows, say) must not lose
+    them: the old files move aside, named by when they were written."""
+    old = [out_dir / f"results.{ext}" for ext in ("json", "md") if (out_dir / f"results.{ext}").is_file()]
+    if not old:
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(old[0].stat().st_mtime))
+    for path in old:
+        path.rename(path.with_name(f"results-{stamp}{path.suffix}"))
+    log(f"previous results kept as {out_dir}/results-{stamp}.*")
 
 
 # ------------------------------------------------------------------------------- graph tuning
