@@ -12,6 +12,8 @@ import numpy as np
 import tvm
 from tvm.script import tirx as T
 
+from ..kernels.vector import vpdpbusd
+
 ACCUMULATORS = 12
 ITERS = 200_000
 MACS_PER_VPDPBUSD = 64
@@ -25,10 +27,8 @@ def _peak_func():
             acc[T.ramp(i * 16, 1, 16)] = T.broadcast(T.int32(0), 16)
         for _ in range(ITERS):
             for i in T.unroll(ACCUMULATORS):
-                acc[T.ramp(i * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                    acc[T.ramp(i * 16, 1, 16)], a[T.ramp(0, 1, 64)], b[T.ramp(0, 1, 64)], dtype="int32x16",
-                )
+                acc[T.ramp(i * 16, 1, 16)] = vpdpbusd(
+                    acc[T.ramp(i * 16, 1, 16)], a[T.ramp(0, 1, 64)], b[T.ramp(0, 1, 64)])
         for i in T.unroll(ACCUMULATORS):
             out[T.ramp(i * 16, 1, 16)] = acc[T.ramp(i * 16, 1, 16)]
 

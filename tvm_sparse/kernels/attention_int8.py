@@ -28,9 +28,8 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
-from .vector import LANES, fold, pick, reduce_lanes
+from .vector import LANES, fold, pick, reduce_lanes, vpdpbusd
 
-VNNI = "llvm.x86.avx512.vpdpbusd.512"
 _LOG2E = 1.4426950408889634
 # 255 * 2^f on |f| <= 1/2, minimax cubic: 7.5e-5 relative, 0.02 of the u8 probability's unit
 _EXP2_255 = tuple(255.0 * c for c in (0.9999280925410933, 0.693260991390441, 0.24261081204089618,
@@ -178,10 +177,10 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             for jv in range(LV):  # K's column sums (Q's +128 correction): a dot with all-ones
                 colsum[T.ramp(jv * LANES, 1, LANES)] = T.broadcast(T.int32(0), LANES)
                 for dq in T.unroll(DQ):
-                    colsum[T.ramp(jv * LANES, 1, LANES)] = T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id(VNNI), colsum[T.ramp(jv * LANES, 1, LANES)],
+                    colsum[T.ramp(jv * LANES, 1, LANES)] = vpdpbusd(
+                        colsum[T.ramp(jv * LANES, 1, LANES)],
                         T.reinterpret(T.broadcast(T.int32(0x01010101), LANES), dtype="uint8x64"),
-                        kpw_i8.vload([0, dq, jv * LANES * 4], "int8x64"), dtype="int32x16")
+                        kpw_i8.vload([0, dq, jv * LANES * 4], "int8x64"))
             for ib in range(L // R):  # R query rows at once: each K and V vector load serves R rows
                 # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
                 for jc in range(LV // JB):  # R x JB accumulators in registers
@@ -190,12 +189,11 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                     for dq in range(DQ):
                         for r in T.unroll(R):
                             for jb in T.unroll(JB):
-                                acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
-                                    T.llvm_lookup_intrinsic_id(VNNI), acc[r * JB + jb, T.ramp(0, 1, LANES)],
+                                acc[r * JB + jb, T.ramp(0, 1, LANES)] = vpdpbusd(
+                                    acc[r * JB + jb, T.ramp(0, 1, LANES)],
                                     T.reinterpret(T.broadcast(pick(transposed, kpw[1, dq, ib * R + r],
                                                                     q8w[ib * R + r, dq]), LANES), dtype="uint8x64"),
-                                    kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"),
-                                    dtype="int32x16")
+                                    kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"))
                     for r in T.unroll(R):
                         for jb in T.unroll(JB):
                             for ln in T.vectorized(LANES):
@@ -220,12 +218,11 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                     for jq in range(LQ):
                         for r in T.unroll(R):
                             for db in T.unroll(DB):
-                                acc[r * DB + db, T.ramp(0, 1, LANES)] = T.call_llvm_pure_intrin(
-                                    T.llvm_lookup_intrinsic_id(VNNI), acc[r * DB + db, T.ramp(0, 1, LANES)],
+                                acc[r * DB + db, T.ramp(0, 1, LANES)] = vpdpbusd(
+                                    acc[r * DB + db, T.ramp(0, 1, LANES)],
                                     T.reinterpret(T.broadcast(T.reinterpret(p8[r, T.ramp(jq * 4, 1, 4)], dtype="int32"),
                                                               LANES), dtype="uint8x64"),
-                                    vp.vload([jq, (dc * DB + db) * LANES * 4], "int8x64"),
-                                    dtype="int32x16")
+                                    vp.vload([jq, (dc * DB + db) * LANES * 4], "int8x64"))
                     for r in T.unroll(R):
                         for db in T.unroll(DB):
                             for ln in T.vectorized(LANES):

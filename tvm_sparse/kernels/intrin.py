@@ -14,6 +14,8 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from .vector import vpdpbusd
+
 # by tokens per call (names are in records: keep them)
 SPARSE_VNNI_INTRIN = {16: "tvm_sparse_vnni_4x16x4", 32: "tvm_sparse_vnni_4x32x4"}
 # interleave 4 gathered rows of 16 tokens ([k][token]) into [token][k], the lane layout of vpdpbusd
@@ -25,6 +27,35 @@ def _pair_interleave(tokens: int, half) -> list:
     tokens ``16 * half`` .. ``16 * half + 15``: byte 4t + j is row j's token (``half``: the
     unrolled loop's variable)."""
     return [half * 16 + (j * tokens + t) for t in range(16) for j in range(4)]
+
+
+def _sparse_vnni_impl(tokens: int, operand):
+    """The body both sparse intrinsics share: per 16 tokens, ``operand(G, v)`` (the 4 gathered rows'
+    bytes in vpdpbusd's lane layout) times each output channel's 4 broadcast weights."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, w: T.handle, c: T.handle) -> None:
+        gs = T.int32()
+        ws = T.int32()
+        cs = T.int32()
+        G = T.match_buffer(a, (4, tokens), "uint8", offset_factor=1, strides=[gs, 1])
+        W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
+        C = T.match_buffer(c, (4, tokens), "int32", offset_factor=1, strides=[cs, 1])
+        with T.sblock("root"):
+            T.reads(C[0:4, 0:tokens], G[0:4, 0:tokens], W[0:4, 0:4])
+            T.writes(C[0:4, 0:tokens])
+            for v in T.unroll(tokens // 16):  # unrolled: shuffle indices must be constants
+                for o in T.unroll(4):
+                    C[o, T.ramp(v * 16, 1, 16)] = vpdpbusd(
+                        C.vload([o, v * 16], "int32x16"),
+                        operand(G, v),
+                        T.reinterpret(
+                            T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
+                            dtype="int8x64",
+                        ),
+                    )
+
+    return impl
 
 
 def _sparse_vnni_intrin(tokens: int):
@@ -55,31 +86,7 @@ def _sparse_vnni_intrin(tokens: int):
         pairs = [T.Shuffle(rows[p:p + 2], [T.int32(i) for i in range(2 * tokens)]) for p in (0, 2)]
         return T.Shuffle(pairs, _pair_interleave(tokens, half))
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, w: T.handle, c: T.handle) -> None:
-        gs = T.int32()
-        ws = T.int32()
-        cs = T.int32()
-        G = T.match_buffer(a, (4, tokens), "uint8", offset_factor=1, strides=[gs, 1])
-        W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
-        C = T.match_buffer(c, (4, tokens), "int32", offset_factor=1, strides=[cs, 1])
-        with T.sblock("root"):
-            T.reads(C[0:4, 0:tokens], G[0:4, 0:tokens], W[0:4, 0:4])
-            T.writes(C[0:4, 0:tokens])
-            for half in T.unroll(tokens // 16):  # unrolled: shuffle indices must be constants
-                for o in T.unroll(4):
-                    C[o, T.ramp(half * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                        C.vload([o, half * 16], "int32x16"),
-                        operand(G, half),
-                        T.reinterpret(
-                            T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
-                            dtype="int8x64",
-                        ),
-                        dtype="int32x16",
-                    )
-
-    return desc, impl
+    return desc, _sparse_vnni_impl(tokens, operand)
 
 
 for _tokens, _name in SPARSE_VNNI_INTRIN.items():
@@ -134,31 +141,7 @@ def _swizzled_vnni_intrin():
         rows = [G.vload([j, 0], "uint8x64") for j in range(4)]
         return _unpack(_unpack(rows[0], rows[1], 1, v // 2), _unpack(rows[2], rows[3], 1, v // 2), 2, v % 2)
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, w: T.handle, c: T.handle) -> None:
-        gs = T.int32()
-        ws = T.int32()
-        cs = T.int32()
-        G = T.match_buffer(a, (4, 64), "uint8", offset_factor=1, strides=[gs, 1])
-        W = T.match_buffer(w, (4, 4), "int8", offset_factor=1, strides=[ws, 1])
-        C = T.match_buffer(c, (4, 64), "int32", offset_factor=1, strides=[cs, 1])
-        with T.sblock("root"):
-            T.reads(C[0:4, 0:64], G[0:4, 0:64], W[0:4, 0:4])
-            T.writes(C[0:4, 0:64])
-            for v in T.unroll(4):  # unrolled: shuffle indices must be constants
-                for o in T.unroll(4):
-                    C[o, T.ramp(v * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                        T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                        C.vload([o, v * 16], "int32x16"),
-                        operand(G, v),
-                        T.reinterpret(
-                            T.broadcast(T.reinterpret(W.vload([o, 0], "int8x4"), dtype="int32"), 16),
-                            dtype="int8x64",
-                        ),
-                        dtype="int32x16",
-                    )
-
-    return desc, impl
+    return desc, _sparse_vnni_impl(64, operand)
 
 
 TensorIntrin.register(SWIZZLED_VNNI_INTRIN, *_swizzled_vnni_intrin(), override=True)
@@ -193,12 +176,10 @@ def _dense_vnni_impl(
     with T.sblock("root"):
         T.reads(C[0:16], A[0:4], B[0:16, 0:4])
         T.writes(C[0:16])
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+        C[T.ramp(T.int32(0), 1, 16)] = vpdpbusd(
             C.vload([0], dtype="int32x16"),
             T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="uint8x64"),
             B.vload([0, 0], dtype="int8x64"),
-            dtype="int32x16",
         )
 
 

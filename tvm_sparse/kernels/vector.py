@@ -28,3 +28,10 @@ def fold(vecs: list, op) -> tirx.PrimExpr:
 def pick(first: bool, a, b):
     """``a if first else b`` where TVMScript parses it (its own ``if`` expression would become a select)."""
     return a if first else b
+
+
+def vpdpbusd(acc: tirx.PrimExpr, u8: tirx.PrimExpr, s8: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``acc`` (int32x16) plus, per lane, the dot product of 4 unsigned bytes of ``u8`` with 4
+    signed bytes of ``s8`` (both 64 bytes): one AVX512-VNNI instruction."""
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), acc, u8, s8,
+                                   dtype="int32x16")
