@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -81,7 +83,15 @@ def test_int8_close_to_fp32_on_tiny(tiny_pruned, tmp_path):
     assert text.count("attention_int8_") == 2 and "R.nn.softmax" not in text
     assert text.count("_qkv") == 2  # Q, K and V projected by one kernel, read in place by the attention
     # ... in the sparse projection's own [3*H*D, M] layout: no untranspose pass between them
-    assert text.count("_qkv_t") == 2 and sum(k.endswith("_to_nm") for k in kernels) == 2 * 3  # Q, K, V a layer
+    assert text.count("_qkv_t") == 2
+    # ... as u8 with the per-head scales calibration measured (Q, K, V: 3 layer entries a layer)
+    assert text.count("_qkv_t_u8") == 2 and sum(k.endswith("_to_nm_u8_natural") for k in kernels) == 2 * 3
+    # a calibration without output ranges (saved by an earlier version): fp32 hand-over, dynamic scales
+    old = {k: replace(v, out_absmax=None) for k, v in calib.items()}
+    swapped, layers = rewrite.swap_linears(mod, "int8", make_target(None), calib=old)
+    text = swapped["main"].script()
+    assert text.count("_qkv_t") == 2 and "_qkv_t_u8" not in text
+    assert sum(x.kernel.endswith("_to_nm") for x in layers) == 2 * 3
 
 
 def test_int8_without_calibration_is_refused(tiny_pruned, tmp_path):

@@ -80,3 +80,30 @@ def test_transposed_qkv_is_the_same_computation(seq, target):
     ref = reference(qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:], mask, heads, 0.125)
     cos = (outs[1] * ref).sum(-1) / np.linalg.norm(outs[1], axis=-1) / np.linalg.norm(ref, axis=-1)
     assert cos.min() > 0.99
+
+
+def test_prequantized_qkv_is_the_same_computation(target):
+    """u8 Q, K, V (zero point 128) with per-head scales, as a sparse QKV projection with calibrated
+    output scales writes them: given the scales the dynamic path picks itself, the same result,
+    bit for bit (only the maxima and quantize passes are skipped)."""
+    seq, heads, dim = 64, 2, 32
+    hd = heads * dim
+    rng = np.random.default_rng(5)
+    qkv = (rng.standard_normal((3 * hd, seq)) * 2).astype(np.float32)
+    mask = np.zeros((1, 1, 1, seq), np.float32)
+    mask[..., seq - 9:] = np.finfo(np.float32).min
+    heads_view = qkv.reshape(3, heads, dim, seq)
+    scales = (np.abs(heads_view).max(axis=(2, 3)) / np.float32(127)).astype(np.float32)  # [3, heads]
+    u8 = (np.round(heads_view * (np.float32(1) / scales)[:, :, None, None]) + 128).astype(np.uint8)
+    kw = dict(width=3 * hd, offsets=(0, hd, 2 * hd), transposed=True)
+    outs = []
+    for prequantized, data in ((False, qkv), (True, u8.reshape(3 * hd, seq))):
+        func = attention_int8(1, seq, heads, dim, 0.125, mask.shape, prequantized=prequantized, **kw)
+        t = tvm.runtime.tensor(data)
+        args = [t, t, t] + ([tvm.runtime.tensor(scales)] if prequantized else []) + [tvm.runtime.tensor(mask)]
+        out = tvm.runtime.tensor(np.zeros((seq, hd), np.float32))
+        tvm.tirx.build(func, target=codegen_target(target))(*args, out)
+        outs.append(out.numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])
+    with pytest.raises(ValueError, match="transposed only"):
+        attention_int8(1, seq, heads, dim, 0.125, mask.shape, prequantized=True)

@@ -8,6 +8,10 @@ systematic outlier features occupy far more than 0.01% of a LayerNorm output, so
 Averaging per-batch ranges (rather than a global max) follows the same reasoning and keeps memory
 flat. The range always contains 0, so zero padding and ReLU-like zeros quantize exactly.
 
+Outputs: the largest ``|y|`` of every output channel over all samples (bias included). Attention
+quantizes Q, K and V with it, per head (symmetric, ``max / 127``): the sparse QKV projection then
+writes them as u8, and the attention kernel skips a pass for the maxima over 1.2 MB of fp32.
+
 Weights: s8 symmetric per output channel, ``scale[n] = max|W[n, :]| / 127``, quantized by the kernel
 library (``kernels.library.quantize_weight``) from the fp32 weight.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,7 @@ class ActQuant:
     zero_point: int
     lo: float
     hi: float
+    out_absmax: tuple[float, ...] | None = None  # the layer's output: max |y| per output channel
 
     @classmethod
     def from_range(cls, lo: float, hi: float) -> ActQuant:
@@ -77,26 +82,46 @@ def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], meth
     linears = find_linears(model)
     inputs = {n.name: n.input[0] for n in model.graph.node}
     acts = sorted({inputs[lin.node] for lin in linears})
+    outputs = {lin.node: _linear_output(model, lin, inits) for lin in linears}
     have = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx.ValueInfoProto(name=a) for a in acts if a not in have)
+    fetch = sorted(set(acts) | set(outputs.values()))
+    model.graph.output.extend(onnx.ValueInfoProto(name=a) for a in fetch if a not in have)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed_names = [i.name for i in sess.get_inputs()]
     ranges: dict[str, list[tuple[float, float]]] = {a: [] for a in acts}
+    absmax: dict[str, np.ndarray] = {}
     for sample in samples:
         missing = [n for n in feed_names if n not in sample]
         if missing:
             raise GraphError(f"calibration sample lacks inputs {missing}")
-        outs = sess.run(acts, {n: np.asarray(sample[n], np.int64) for n in feed_names})
-        for name, x in zip(acts, outs, strict=True):
-            ranges[name].append(_batch_range(x, method, percentile))
+        outs = dict(zip(fetch, sess.run(fetch, {n: np.asarray(sample[n], np.int64) for n in feed_names}),
+                        strict=True))
+        for name in acts:
+            ranges[name].append(_batch_range(outs[name], method, percentile))
+        for name in set(outputs.values()):
+            y = np.abs(outs[name]).reshape(-1, outs[name].shape[-1]).max(axis=0)
+            absmax[name] = np.maximum(absmax[name], y) if name in absmax else y
     result: dict[str, ActQuant] = {}
     for lin in linears:
         lo, hi = np.mean(ranges[inputs[lin.node]], axis=0)
         key = weight_key(lin.read(inits))
-        if key in result:  # the same weight used twice: cover both inputs
+        out = absmax[outputs[lin.node]]
+        if key in result:  # the same weight used twice: cover both inputs and both outputs
             lo, hi = min(lo, result[key].lo), max(hi, result[key].hi)
-        result[key] = ActQuant.from_range(lo, hi)
+            out = np.maximum(out, result[key].out_absmax)
+        result[key] = replace(ActQuant.from_range(lo, hi), out_absmax=tuple(float(v) for v in out))
     return result
+
+
+def _linear_output(model: onnx.ModelProto, lin, inits: dict) -> str:
+    """The Linear's output as the graph rewrite sees it: after its bias ``Add`` where it has one."""
+    out = next(n.output[0] for n in model.graph.node if n.name == lin.node)
+    users = [n for n in model.graph.node if out in n.input]
+    if len(users) == 1 and users[0].op_type == "Add":
+        other = next((i for i in users[0].input if i != out), None)
+        if other in inits and int(np.prod(inits[other].dims)) == lin.read(inits).shape[0]:
+            return users[0].output[0]
+    return out
 
 
 def save(params: dict[str, ActQuant], path: str | Path) -> None:
@@ -105,7 +130,9 @@ def save(params: dict[str, ActQuant], path: str | Path) -> None:
 
 def load(path: str | Path) -> dict[str, ActQuant]:
     try:
-        return {k: ActQuant(**v) for k, v in json.loads(Path(path).read_text()).items()}
+        params = {k: ActQuant(**v) for k, v in json.loads(Path(path).read_text()).items()}
+        return {k: replace(v, out_absmax=tuple(v.out_absmax)) if v.out_absmax is not None else v
+                for k, v in params.items()}
     except (OSError, ValueError, TypeError) as err:
         raise GraphError(f"cannot read calibration file {path}: {err}") from err
 

@@ -115,6 +115,7 @@ class _Rewriter:
         # opaque: FuseOps must not merge the kernel with its neighbours
         func = func.with_attr("op_pattern", 8)
         layout = ("_from_km" if layer.in_transposed else "") + ("_to_nm_u8" if layer.out_quant else "")
+        layout += "_natural" if layer.out_quant and not layer.out_swizzled else ""
         layout += "_to_nm" if layer.out_transposed else ""
         tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{'_gelu' if layer.gelu else ''}"
                f"_m{m}_n{n}_k{k}{layout}")
@@ -174,29 +175,35 @@ class _Rewriter:
             mask_shape = _shape(m[mask])
             if q is None or k is None or v is None or v_scale != 1.0 or len(mask_shape) != 4:
                 return expr
-            qkv, qkv_transposed = self._fuse_qkv([q, k, v], var2val) or (None, False)
+            qkv, qkv_transposed, scales = self._fuse_qkv([q, k, v], var2val, h) or (None, False, None)
             width, offsets = (3 * h * d, (0, h * d, 2 * h * d)) if qkv is not None else (None, (0, 0, 0))
             try:
                 kernel = attention_int8.attention_int8(b, seq, h, d, q_scale * k_scale, tuple(mask_shape),
-                                                       width, offsets, transposed=qkv_transposed)
+                                                       width, offsets, transposed=qkv_transposed,
+                                                       prequantized=scales is not None)
             except ValueError:
                 return expr
             kernel = kernel.with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True)
             layout = ("_qkv" if qkv is not None else "") + ("_t" if qkv_transposed else "")
+            layout += "_u8" if scales is not None else ""
             name = f"attention_int8_b{b}_l{seq}_h{h}_d{d}{layout}"
             gv = self.bb.add_func(kernel.with_attr("global_symbol", name), name)
             flat = [qkv] * 3 if qkv is not None else [relax.op.reshape(x, (b * seq, h * d)) for x in (q, k, v)]
+            if scales is not None:
+                flat.append(relax.const(scales))
             out = relax.call_tir(gv, [*flat, m[mask]], relax.TensorType((b * seq, h * d), "float32"))
             self.attention += 1
             return relax.op.reshape(out, (b, seq, h, d))
 
         return rewrite_call(merged, rewrite, func)
 
-    def _fuse_qkv(self, sources: list, var2val: dict) -> tuple[relax.Expr, bool] | None:
+    def _fuse_qkv(self, sources: list, var2val: dict, heads: int
+                  ) -> tuple[relax.Expr, bool, np.ndarray | None] | None:
         """Q, K and V projected from one input by int8 kernels of one kind -> one kernel of three times
         the width: the input is quantized and transposed once, not three times. None if they are not.
         A sparse one keeps its natural ``[3*H*D, M]`` output (True), which the attention kernel reads
-        as is: no untranspose pass (45 us per bert-base layer)."""
+        as is: no untranspose pass (45 us per bert-base layer). Where calibration measured the three
+        outputs, that output is u8, quantized with per-head scales (returned, ``[3, heads]``)."""
         calls = [var2val.get(x, x) if isinstance(x, relax.Var) else x for x in sources]
         found = [self._kernel_of(c) for c in calls]
         if any(f is None for f in found):
@@ -213,11 +220,20 @@ class _Rewriter:
                                for lay in layers])
         m = int(np.prod(_shape(calls[0])[:-1]))
         transposed = first.sparse and padded_m(m) == m
-        fused = replace(first, weight=weight, bias=bias, out_transposed=transposed)
+        absmax = [self.calib[choice.key].out_absmax for _, choice in found]
+        scales = None
+        if transposed and all(a is not None and len(a) % heads == 0 for a in absmax):
+            # symmetric per head, zero point 128: the attention kernel's own quantization
+            scales = np.stack([np.asarray(a, np.float32).reshape(heads, -1).max(axis=1) for a in absmax])
+            scales = (np.maximum(scales, 1e-12) / 127.0).astype(np.float32)
+            per_channel = np.repeat(scales.reshape(-1), weight.shape[0] // (3 * heads)).astype(np.float32)
+            fused = replace(first, weight=weight, bias=bias, out_quant=(per_channel, 128), out_swizzled=False)
+        else:
+            fused = replace(first, weight=weight, bias=bias, out_transposed=transposed)
         y = self._call(fused, m, inputs[0], found[0][1])
         for _, choice in found[1:]:
             choice.kernel = found[0][1].kernel
-        return y, transposed
+        return y, transposed, scales
 
     def fold_layouts(self, func: relax.Function) -> relax.Function:
         """Fold what attention does to an int8 Linear's fp32 output into the kernel: a scalar factor

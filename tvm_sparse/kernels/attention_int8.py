@@ -4,9 +4,12 @@ What the graph calls in place of BERT's attention core (head split, ``Q @ K^T``,
 ``P @ V``, head merge): fp32 ``Q, K, V [B*L, H*D]`` in, fp32 ``O [B*L, H*D]`` out, as the Linear
 kernels around it read and write them. Per (batch, head), on one core:
 
-  quantize   Q, K, V to 8 bits, symmetric, with the head's own absolute maximum (dynamic: no
-             calibration, and one outlier head does not cost the others their precision). Q is
-             shifted to u8 (+128) for ``vpdpbusd``; the shift is undone with K's column sums.
+  quantize   Q, K, V to 8 bits, symmetric, per head (one outlier head does not cost the others
+             their precision): with the head's own absolute maximum in this input (dynamic), or,
+             ``prequantized``, already done by the sparse QKV projection with the calibrated one
+             (static: its fp32 output, 1.2 MB a bert-base layer, is never written, and no pass
+             looks for the maxima; 4% of bert-base). Q is shifted to u8 (+128) for
+             ``vpdpbusd``; the shift is undone with K's column sums.
   pack       K as [D/4, L, 4] and V as [L/4, D, 4]: 16 lanes x 4 bytes, ``vpdpbusd``'s operand
              (with Q, K, V transposed, ``[H*D, B*L]`` as a sparse QKV projection writes them, Q is
              packed like K, and K and Q by interleaving rows: no untranspose pass before the kernel)
@@ -28,6 +31,7 @@ from tvm import tirx
 from tvm.script import tirx as T
 
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
+from .signature import keep_params
 from .vector import LANES, fold, pick, reduce_lanes, vpdpbusd
 
 _LOG2E = 1.4426950408889634
@@ -55,7 +59,8 @@ def supported(seq: int, head_dim: int) -> bool:
 
 def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
                    mask_shape: tuple[int, int, int, int], width: int | None = None,
-                   offsets: tuple[int, int, int] = (0, 0, 0), transposed: bool = False) -> tirx.PrimFunc:
+                   offsets: tuple[int, int, int] = (0, 0, 0), transposed: bool = False,
+                   prequantized: bool = False) -> tirx.PrimFunc:
     """The fused kernel for ``Q, K, V [batch*seq, heads*head_dim]`` and an additive mask of
     ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores.
 
@@ -65,13 +70,22 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     ``transposed``: Q, K and V come as ``[width, batch*seq]``, a sparse projection's natural output
     (no untranspose pass after it). Then Q and K pack by interleaving 4 channel rows, the cheap
     direction, and V by a word transpose (as K does row-major); the output stays
-    ``[batch*seq, heads*head_dim]``."""
+    ``[batch*seq, heads*head_dim]``.
+
+    ``prequantized``: Q, K and V come already quantized, as u8 with zero point 128 (what a sparse
+    QKV projection with calibrated per-head output scales writes: a quarter of the bytes, and no
+    pass for the maxima), transposed only; ``scales [3, heads]`` (an extra argument after V) holds
+    each head's Q, K and V scale. The rest is the same computation: given the scales the dynamic
+    path would pick, the result is identical."""
     if not supported(seq, head_dim):
         raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
             or mask_shape[2] not in (1, seq) or mask_shape[3] != seq:
         raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
+    if prequantized and not transposed:
+        raise ValueError("prequantized Q, K, V come as a sparse projection's [width, tokens] output: transposed only")
     B, L, H, D = batch, seq, heads, head_dim
+    in_dtype = "uint8" if prequantized else "float32"
     W = width or H * D
     in_shape = (W, B * L) if transposed else (B * L, W)
     q_shape = (D, L) if transposed else (L, D)
@@ -84,11 +98,12 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors per row
 
     @T.prim_func(private=True)
-    def func(q: T.handle, k: T.handle, v: T.handle, mask: T.handle, o: T.handle) -> None:
+    def func(q: T.handle, k: T.handle, v: T.handle, scales: T.handle, mask: T.handle, o: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
-        Q = T.match_buffer(q, in_shape, "float32")
-        K = T.match_buffer(k, in_shape, "float32")
-        V = T.match_buffer(v, in_shape, "float32")
+        Q = T.match_buffer(q, in_shape, in_dtype)
+        K = T.match_buffer(k, in_shape, in_dtype)
+        V = T.match_buffer(v, in_shape, in_dtype)
+        Scales = T.match_buffer(scales, (3, H), "float32")
         Mask = T.match_buffer(mask, mask_shape, "float32")
         Out = T.match_buffer(o, (B * L, H * D), "float32")
         for bh in T.parallel(B * H):
@@ -115,50 +130,63 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             p8 = T.decl_buffer((R, L), "uint8")
             acc = T.decl_buffer((R * max(JB, DB), LANES), "int32")  # 1 KiB: the pipeline keeps it in registers
             red = T.decl_buffer((R,), "float32")
-            # per-head scales: max |x| over the head's [L, D] block, a vector at a time
-            for t in range(3):
-                for d in T.vectorized(AMAX):
-                    amax[t, d] = T.float32(0)
-            if transposed:
-                for d in range(D):  # a whole row of tokens per step: 8 independent max chains
-                    for i in T.vectorized(L):
-                        amax[0, i] = T.max(amax[0, i], T.fabs(Q[QO + h * D + d, b * L + i]))
-                        amax[1, i] = T.max(amax[1, i], T.fabs(K[KO + h * D + d, b * L + i]))
-                        amax[2, i] = T.max(amax[2, i], T.fabs(V[VO + h * D + d, b * L + i]))
+            if prequantized:  # u8 with zero point 128: Q as is, K and V back to s8 (flip the top bit)
+                for t in range(3):
+                    sc[t] = T.float32(1.0) / Scales[t, h]
+                for d, c in T.grid(D, LV):
+                    for ln in T.vectorized(LANES):
+                        q8[d, c * LANES + ln] = Q[QO + h * D + d, b * L + c * LANES + ln]
+                        k8[d, c * LANES + ln] = T.reinterpret(
+                            "int8", K[KO + h * D + d, b * L + c * LANES + ln] ^ T.uint8(128))
+                        v8[d, c * LANES + ln] = T.reinterpret(
+                            "int8", V[VO + h * D + d, b * L + c * LANES + ln] ^ T.uint8(128))
             else:
-                for i in range(L):
-                    for d in T.vectorized(D):
-                        amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, QO + h * D + d]))
-                        amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, KO + h * D + d]))
-                        amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, VO + h * D + d]))
-            for t in range(3):
-                sc[t] = T.float32(1e-30)
-                for d in range(AMAX):
-                    sc[t] = T.max(sc[t], amax[t, d])
-                sc[t] = sc[t] / T.float32(127.0)
+                # per-head scales: max |x| over the head's [L, D] block, a vector at a time
+                for t in range(3):
+                    for d in T.vectorized(AMAX):
+                        amax[t, d] = T.float32(0)
+                if transposed:
+                    for d in range(D):  # a whole row of tokens per step: 8 independent max chains
+                        for i in T.vectorized(L):
+                            amax[0, i] = T.max(amax[0, i], T.fabs(Q[QO + h * D + d, b * L + i]))
+                            amax[1, i] = T.max(amax[1, i], T.fabs(K[KO + h * D + d, b * L + i]))
+                            amax[2, i] = T.max(amax[2, i], T.fabs(V[VO + h * D + d, b * L + i]))
+                else:
+                    for i in range(L):
+                        for d in T.vectorized(D):
+                            amax[0, d] = T.max(amax[0, d], T.fabs(Q[b * L + i, QO + h * D + d]))
+                            amax[1, d] = T.max(amax[1, d], T.fabs(K[b * L + i, KO + h * D + d]))
+                            amax[2, d] = T.max(amax[2, d], T.fabs(V[b * L + i, VO + h * D + d]))
+                for t in range(3):
+                    sc[t] = T.float32(1e-30)
+                    for d in range(AMAX):
+                        sc[t] = T.max(sc[t], amax[t, d])
+                    sc[t] = sc[t] / T.float32(127.0)
+                for t in range(3):  # from here on, sc holds the quantizing factors
+                    sc[t] = T.float32(1.0) / sc[t]
             # quantize (contiguous, vectorized), then pack for vpdpbusd
-            for t in range(3):
-                sc[t] = T.float32(1.0) / sc[t]
             if transposed:
-                # one tensor at a time, a vector at a time: three 128-lane streams in one loop are
-                # lowered through scalar inserts, 40 us slower per bert-base layer
-                for d, c in T.grid(D, LV):
-                    for ln in T.vectorized(LANES):
-                        q8[d, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", T.round(
-                            Q[QO + h * D + d, b * L + c * LANES + ln] * sc[0])) + 128)
-                for d, c in T.grid(D, LV):
-                    for ln in T.vectorized(LANES):
-                        k8[d, c * LANES + ln] = T.Cast("int8", T.round(
-                            K[KO + h * D + d, b * L + c * LANES + ln] * sc[1]))
+                if not prequantized:
+                    # one tensor at a time, a vector at a time: three 128-lane streams in one loop are
+                    # lowered through scalar inserts, 40 us slower per bert-base layer
+                    for d, c in T.grid(D, LV):
+                        for ln in T.vectorized(LANES):
+                            q8[d, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", T.round(
+                                Q[QO + h * D + d, b * L + c * LANES + ln] * sc[0])) + 128)
+                    for d, c in T.grid(D, LV):
+                        for ln in T.vectorized(LANES):
+                            k8[d, c * LANES + ln] = T.Cast("int8", T.round(
+                                K[KO + h * D + d, b * L + c * LANES + ln] * sc[1]))
                 for dq, c in T.grid(DQ, LV):  # Q and K: 4 channel rows interleaved per token
                     kpw[1, dq, T.ramp(c * LANES, 1, LANES)] = T.reinterpret(T.Shuffle(
                         [q8[dq * 4 + r, T.ramp(c * LANES, 1, LANES)] for r in range(4)], INTERLEAVE), dtype="int32x16")
                     kpw_i8[0, dq, T.ramp(c * LANES * 4, 1, LANES * 4)] = T.Shuffle(
                         [k8[dq * 4 + r, T.ramp(c * LANES, 1, LANES)] for r in range(4)], INTERLEAVE)
-                for d, c in T.grid(D, LV):
-                    for ln in T.vectorized(LANES):
-                        v8[d, c * LANES + ln] = T.Cast("int8", T.round(
-                            V[VO + h * D + d, b * L + c * LANES + ln] * sc[2]))
+                if not prequantized:
+                    for d, c in T.grid(D, LV):
+                        for ln in T.vectorized(LANES):
+                            v8[d, c * LANES + ln] = T.Cast("int8", T.round(
+                                V[VO + h * D + d, b * L + c * LANES + ln] * sc[2]))
                 for jq in range(LQ):  # V: 4 keys of a channel are one 32-bit word: a word transpose
                     for d in T.vectorized(D):
                         vpw[jq, d] = v8w[d, jq]
@@ -229,7 +257,8 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                                 Out[b * L + ib * R + r, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
                                     "float32", acc[r * DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[r]))
 
-    return func.with_attr("global_symbol", "main")
+    names = ["Q", "K", "V"] + (["Scales"] if prequantized else []) + ["Mask", "Out"]
+    return keep_params(func, names).with_attr("global_symbol", "main")
 
 
 def _add(a, b):

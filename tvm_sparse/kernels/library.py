@@ -33,7 +33,11 @@ class LinearLayer:
     # sparse int8 chains (BERT's FFN): the input arrives as u8 [K, mp] from the previous layer, or
     # the output leaves as u8 [N, mp] quantized with out_quant = (scale, zero point) for the next
     in_transposed: bool = False
-    out_quant: tuple[float, int] | None = None
+    out_quant: tuple[float | np.ndarray, int] | None = None
+    # the u8 [N, mp] output's token order: swizzled 64-token tiles (a chain's hand-over), or
+    # natural (the attention kernel reads Q, K and V so); a scale array is per output channel
+    # (Q, K and V's per-head scales), folded into the dequantization
+    out_swizzled: bool = True
     # the graph folds what follows the layer into it: a constant factor (attention's 1/sqrt(d) on
     # Q and K) and, for K, the transpose to [N, mp] fp32 that Q @ K^T wants
     out_scale: float = 1.0
@@ -51,6 +55,9 @@ class LinearLayer:
             raise ValueError("only sparse int8 layers chain in the [K, M] layout")
         if self.out_scale != 1.0 and (self.precision != "int8" or self.out_quant or self.gelu):
             raise ValueError("out_scale folds into an int8 layer's fp32 epilogue (without GELU) only")
+        if self.out_quant and np.ndim(self.out_quant[0]) and (
+                self.gelu or np.shape(self.out_quant[0]) != (self.weight.shape[0],)):
+            raise ValueError("per-channel output scales need one per output channel, and no GELU")
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,6 +98,13 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
     scale = (layer.act_scale * sw * layer.out_scale).astype(np.float32)
     corr = (layer.act_zero_point * wq.astype(np.int32).sum(axis=1)).astype(np.int32)
     bias = (bias * layer.out_scale).astype(np.float32)
+    qout = None
+    if layer.out_quant:
+        s_out, zp_out = layer.out_quant
+        qout = np.array([1.0 / s_out if np.ndim(s_out) == 0 else 1.0, zp_out], np.float32)
+        if np.ndim(s_out):  # per channel: y / s_out[n] = acc' * (scale / s_out) + bias / s_out
+            scale = (scale / s_out).astype(np.float32)
+            bias = (bias / s_out).astype(np.float32)
     if layer.sparse:
         p = bsr4x1.pack(wq)
         # a chain's u8 [n, mp] hand-over is in swizzled tiles: both of its kernels then take the
@@ -99,11 +113,11 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
                            x_transposed=layer.in_transposed,
                            y_transposed=layer.out_quant is not None or layer.out_transposed,
                            x_swizzled=layer.in_transposed and swizzles(m),
-                           y_swizzled=layer.out_quant is not None and swizzles(m))
+                           y_swizzled=layer.out_quant is not None and layer.out_swizzled and swizzles(m))
         consts = [] if layer.in_transposed else [qin]
         consts += [p.indptr, p.indices, p.values, scale, corr, bias]
-        if layer.out_quant:
-            consts.append(np.array([1.0 / layer.out_quant[0], layer.out_quant[1]], np.float32))
+        if qout is not None:
+            consts.append(qout)
         return func, consts
     return dense_int8(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
 
