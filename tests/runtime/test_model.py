@@ -111,3 +111,31 @@ def test_required_isa_of_targets():
     zen4 = cpu.required_isa({"kind": "llvm", "mcpu": "znver4"})
     assert {"avx512f", "avx512bw", "avx512_vnni"} <= set(zen4)
     assert "avx512f" not in cpu.required_isa({"kind": "llvm", "mcpu": "haswell"})
+
+
+def test_results_are_independent_arrays(tiny_lib):
+    """The output is the VM's own tensor, not a copy: a later call must not write into an earlier
+    result, and a caller may modify a result freely."""
+    import tvm_sparse
+
+    model = tvm_sparse.load(tiny_lib)
+    first = model(**feeds(0))
+    kept = first.copy()
+    second = model(**feeds(1))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, kept)
+    first[...] = 0
+    np.testing.assert_array_equal(model(**feeds(1)), second)
+
+
+def test_concurrent_calls_match_sequential_ones(tiny_lib):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tvm_sparse
+
+    model = tvm_sparse.load(tiny_lib)
+    expected = [model(**feeds(s)) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda s: model(**feeds(s)), [0, 1, 2, 3] * 3))
+    for i, g in enumerate(got):
+        np.testing.assert_array_equal(g, expected[i % 4])
