@@ -78,3 +78,28 @@ def test_folded_scale_and_transposed_output(sparse, target, tmp_path):
             replace(layer, out_transposed=True)
     with pytest.raises(ValueError, match="GELU"):
         replace(layer, gelu=True, out_scale=0.5)
+
+
+def test_per_channel_u8_output_in_token_order(target, tmp_path):
+    """The QKV projection's hand-over to attention: u8 [N, M], tokens in their own order, each
+    channel quantized with its own scale (zero point 128): round(y / s[n]) + 128 of the fp32 layer
+    (within one step: the two round at different points), saturating at both ends."""
+    from dataclasses import replace
+
+    layer, m = _layer("int8", True, False), 64  # 64 tokens: whole swizzled tiles, which must not be used
+    x = np.random.default_rng(2).uniform(-2, 2, (m, layer.weight.shape[1])).astype(np.float32)
+    n = layer.weight.shape[0]
+
+    def run(lay, out_shape, dtype):
+        func, consts = build_linear(lay, m, target, database=tmp_path)
+        args = [tvm.runtime.tensor(a) for a in [x, *consts, np.zeros(out_shape, dtype)]]
+        tvm.tirx.build(func, target=target)(*args)
+        return args[-1].numpy()
+
+    y = run(layer, (m, n), np.float32)
+    s_out = (np.abs(y).max(axis=0) / 127 * np.linspace(0.5, 1.5, n)).astype(np.float32)  # some channels clip
+    got = run(replace(layer, out_quant=(s_out, 128), out_swizzled=False), (n, m), np.uint8).astype(np.int32)
+    expected = np.clip(np.round(y / s_out) + 128, 0, 255).T
+    assert np.abs(got - expected).max() <= 1 and (got == 255).any() and (got == 0).any()
+    with pytest.raises(ValueError, match="per-channel"):
+        replace(layer, out_quant=(s_out[:-1], 128))

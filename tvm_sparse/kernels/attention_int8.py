@@ -96,6 +96,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     R = 4  # query rows at once (L is a multiple of 16)
     JB = max(x for x in range(1, 5) if LV % x == 0)  # score vectors per row in registers at once
     DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors per row
+    CW = max(x for x in (64, 32, 16) if L % x == 0)  # bytes per copy of prequantized rows
 
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, scales: T.handle, mask: T.handle, o: T.handle) -> None:
@@ -133,13 +134,13 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             if prequantized:  # u8 with zero point 128: Q as is, K and V back to s8 (flip the top bit)
                 for t in range(3):
                     sc[t] = T.float32(1.0) / Scales[t, h]
-                for d, c in T.grid(D, LV):
-                    for ln in T.vectorized(LANES):
-                        q8[d, c * LANES + ln] = Q[QO + h * D + d, b * L + c * LANES + ln]
-                        k8[d, c * LANES + ln] = T.reinterpret(
-                            "int8", K[KO + h * D + d, b * L + c * LANES + ln] ^ T.uint8(128))
-                        v8[d, c * LANES + ln] = T.reinterpret(
-                            "int8", V[VO + h * D + d, b * L + c * LANES + ln] ^ T.uint8(128))
+                for d, c in T.grid(D, L // CW):  # a whole register (CW bytes) at a time
+                    for ln in T.vectorized(CW):
+                        q8[d, c * CW + ln] = Q[QO + h * D + d, b * L + c * CW + ln]
+                        k8[d, c * CW + ln] = T.reinterpret(
+                            "int8", K[KO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
+                        v8[d, c * CW + ln] = T.reinterpret(
+                            "int8", V[VO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
             else:
                 # per-head scales: max |x| over the head's [L, D] block, a vector at a time
                 for t in range(3):
