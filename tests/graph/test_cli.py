@@ -29,6 +29,9 @@ def test_compile_contract():
     assert (args.model, args.output, args.seq_len, args.batch, args.precision, args.trials) == (
         "m.onnx", "m.so", 64, 2, "fp32", 3)
     assert _parser().parse_args(["compile", "m.onnx", "-o", "m.so"]).precision == "int8"
+    assert _parser().parse_args(["compile", "m.onnx", "-o", "m.so"]).attention_scales == "static"
+    args = _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--attention-scales", "dynamic"])
+    assert args.attention_scales == "dynamic"
 
 
 def test_prune_command(tiny_onnx, tmp_path, capsys):

@@ -113,6 +113,12 @@ def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], meth
     return result
 
 
+def without_output_ranges(params: dict[str, ActQuant]) -> dict[str, ActQuant]:
+    """``params`` without the output maxima: attention then quantizes Q, K and V per head with each
+    input's own maxima (dynamic), as with a calibration saved before they were recorded."""
+    return {k: replace(v, out_absmax=None) for k, v in params.items()}
+
+
 def _linear_output(model: onnx.ModelProto, lin, inits: dict) -> str:
     """The Linear's output as the graph rewrite sees it: after its bias ``Add`` where it has one."""
     out = next(n.output[0] for n in model.graph.node if n.name == lin.node)

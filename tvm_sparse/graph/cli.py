@@ -45,6 +45,10 @@ def _add_calibration(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", default=None, help="Hugging Face model directory whose tokenizer reads --calib")
     p.add_argument("--calib-method", default="percentile", choices=["percentile", "minmax"],
                    help="activation range: 99.99th percentile (default) or min/max")
+    p.add_argument("--attention-scales", default="static", choices=["static", "dynamic"],
+                   help="how attention quantizes Q, K and V per head: with the calibrated maxima (static, "
+                        "default: faster, the QKV projection writes u8) or each input's own (dynamic: "
+                        "no clipping when calibration inputs differ from real ones, e.g. random ids)")
 
 
 def add_commands(subparsers) -> None:
@@ -227,6 +231,8 @@ def _options(args):
         static = importer.static_model(model, args.batch, args.seq_len)
         calib = calibrate.calibrate(static, _samples(args, static, args.batch, args.seq_len),
                                     method=args.calib_method)
+        if args.attention_scales == "dynamic":
+            calib = calibrate.without_output_ranges(calib)
     opts = CompileOptions(batch=args.batch, seq_len=args.seq_len, precision=args.precision,
                           target=json.loads(args.target) if args.target else None, trials=args.trials,
                           work_dir=args.work_dir, calibration=calib,
