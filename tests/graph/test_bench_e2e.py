@@ -79,10 +79,44 @@ def test_itrex_runs_batch_1_sequence_128_only(tmp_path):
         bench_e2e.time_engine("itrex", tmp_path, 1, 64, 1, 5, cfg)
 
 
+def test_everything_is_built_before_anything_is_timed(tmp_path, monkeypatch):
+    events = []
+
+    def artifact(cfg, engine, model, sp, batch, log):
+        events.append(("build", engine, model, batch))
+        if engine == "ort_int8" and batch == 1:
+            raise RuntimeError("quantize failed")
+        return tmp_path / f"{engine}_{model}_{batch}"
+
+    def time_engine(engine, path, batch, seq_len, threads, runs, cfg):
+        events.append(("time", engine, path.name, threads))
+        return {"median_ms": 1.0, "p90_ms": 1.1}
+
+    monkeypatch.setattr(bench_e2e, "artifact", artifact)
+    monkeypatch.setattr(bench_e2e, "time_engine", time_engine)
+    cfg = bench_e2e.Config(out_dir=tmp_path, models=("bert-mini", "minilm"), sparsities=(0.9,), threads=(1, 2),
+                           engines=("tvm_int8", "ort_int8"), throughput_models=("bert-mini",),
+                           throughput_batches=(1, 2))
+    result = bench_e2e.run(cfg, log=lambda *_: None)
+    kinds = [e[0] for e in events]
+    assert kinds == sorted(kinds)  # every build, then every timing
+    # the throughput rows' batch-1 artifacts are the matrix's own, built once
+    assert events.count(("build", "tvm_int8", "bert-mini", 1)) == 1
+    assert ("build", "tvm_int8", "bert-mini", 2) in events
+    assert kinds.count("time") == 2 * 2 + 1 + 2  # 2 models x 2 threads, tvm only; throughput: b1 tvm, b2 both
+    errors = [r for r in result["rows"] + result["throughput_rows"] if "error" in r]
+    assert len(errors) == 2 * 2 + 1 and all(r["error"] == "quantize failed" for r in errors)
+    cfg.build_only = True
+    events.clear()
+    bench_e2e.run(cfg, log=lambda *_: None)
+    assert {e[0] for e in events} == {"build"}
+
+
 
 def test_a_second_run_keeps_the_first_runs_results(tmp_path, monkeypatch):
     runs = iter([[_row("tvm_int8", 11.8), _row("ort_int8", 86.1)], [_row("tvm_int8", 12.1)]])
-    monkeypatch.setattr(bench_e2e, "run_matrix", lambda cfg, log: next(runs))
+    monkeypatch.setattr(bench_e2e, "build_all", lambda cfg, log: {})
+    monkeypatch.setattr(bench_e2e, "run_matrix", lambda cfg, built, log: next(runs))
     cfg = bench_e2e.Config(out_dir=tmp_path, throughput_models=())
     bench_e2e.run(cfg, log=lambda *_: None)
     first = (tmp_path / "results.md").read_text()

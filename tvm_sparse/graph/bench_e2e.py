@@ -15,13 +15,14 @@ model) serves every sparsity; ``dense_per_sparsity`` compiles one per pruned mod
 The paper's metric (``throughput``): for batch sizes B, sequences/s = B / median latency; the figure is the
 highest one whose p90 latency stays under a stated bound.
 
-Everything built (ONNX files, quantized ONNX, calibration, libraries) is cached under ``out_dir``: a re-run
-only times. Results: ``out_dir/results.json`` and ``out_dir/results.md``.
+Everything built (ONNX files, quantized ONNX, calibration, libraries) is built before anything is timed and
+cached under ``out_dir``: a re-run only times. Results: ``out_dir/results.json`` and ``out_dir/results.md``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -192,34 +193,49 @@ def artifact(cfg: Config, engine: str, model: str, sparsity: float, batch: int, 
     return src if engine == "ort_fp32" else quantized_onnx(src, log)
 
 
-def run_matrix(cfg: Config, log=print) -> list[dict]:
+def build_all(cfg: Config, log=print) -> dict[tuple, Path | Exception]:
+    """Every artifact the run times, keyed ``(engine, model, sparsity, batch)``, all built before anything
+    is timed, then flushed to disk: a compile's aftermath (hundreds of MB written back, memory freed) once
+    landed in the next engine's timings (bert-base 90%: p90 22 ms against a 10.7 ms median)."""
+    keys = [(e, m, sp, cfg.batch) for m in cfg.models for sp in cfg.sparsities for e in cfg.engines]
+    keys += [(e, m, cfg.throughput_sparsity, b) for m in cfg.throughput_models for b in cfg.throughput_batches
+             for e in ("tvm_int8", "ort_int8")]
+    built: dict[tuple, Path | Exception] = {}
+    for key in dict.fromkeys(keys):
+        engine, model, sp, batch = key
+        try:
+            built[key] = artifact(cfg, engine, model, sp, batch, log)
+        except Exception as err:  # noqa: BLE001  (one failed build must not lose the others)
+            log(f"{model} s{pct(sp)} b{batch} {engine}: build failed: {err}")
+            built[key] = err
+    os.sync()
+    return built
+
+
+def _timed(cfg: Config, built: dict, row: dict, runs: int, threads: int) -> dict:
+    path = built[(row["engine"], row["model"], row["sparsity"], row["batch"])]
+    if isinstance(path, Exception):
+        row["error"] = str(path)[-500:]
+        return row
+    try:
+        row.update(time_engine(row["engine"], path, row["batch"], cfg.seq_len, threads, runs, cfg))
+        row["artifact"] = str(path)
+    except Exception as err:  # noqa: BLE001
+        row["error"] = str(err)[-500:]
+    return row
+
+
+def run_matrix(cfg: Config, built: dict, log=print) -> list[dict]:
     """Every (model, sparsity, threads, engine): one row each, with median/p90 ms (or an error)."""
     rows = []
     for model in cfg.models:
         for sp in cfg.sparsities:
-            paths = {}
-            for engine in cfg.engines:
-                try:
-                    paths[engine] = artifact(cfg, engine, model, sp, cfg.batch, log)
-                except Exception as err:  # noqa: BLE001  (one failed build must not lose the others)
-                    log(f"{model} s{pct(sp)} {engine}: build failed: {err}")
-                    paths[engine] = err
-            if cfg.build_only:
-                continue
             for th in cfg.threads:
                 for engine in cfg.engines:
                     row = {"model": model, "sparsity": sp, "threads": th, "batch": cfg.batch,
                            "seq_len": cfg.seq_len, "engine": engine}
-                    if isinstance(paths[engine], Exception):
-                        row["error"] = str(paths[engine])[-500:]
-                    else:
-                        try:
-                            row.update(time_engine(engine, paths[engine], cfg.batch, cfg.seq_len, th, cfg.runs, cfg))
-                            row["artifact"] = str(paths[engine])
-                        except Exception as err:  # noqa: BLE001
-                            row["error"] = str(err)[-500:]
+                    rows.append(_timed(cfg, built, row, cfg.runs, th))
                     log(_row_line(row))
-                    rows.append(row)
     return rows
 
 
@@ -230,7 +246,7 @@ def _row_line(row: dict) -> str:
     return f"{head} median {row['median_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms"
 
 
-def run_throughput(cfg: Config, log=print) -> list[dict]:
+def run_throughput(cfg: Config, built: dict, log=print) -> list[dict]:
     """Latency per batch size for tvm_int8 and ort_int8 on ``throughput_models`` at one sparsity."""
     rows = []
     for model in cfg.throughput_models:
@@ -238,14 +254,8 @@ def run_throughput(cfg: Config, log=print) -> list[dict]:
             for engine in ("tvm_int8", "ort_int8"):
                 row = {"model": model, "sparsity": cfg.throughput_sparsity, "threads": cfg.throughput_threads,
                        "batch": b, "seq_len": cfg.seq_len, "engine": engine}
-                try:
-                    path = artifact(cfg, engine, model, cfg.throughput_sparsity, b, log)
-                    row.update(time_engine(engine, path, b, cfg.seq_len, cfg.throughput_threads,
-                                           max(10, cfg.runs // b)))
-                except Exception as err:  # noqa: BLE001
-                    row["error"] = str(err)[-500:]
+                rows.append(_timed(cfg, built, row, max(10, cfg.runs // b), cfg.throughput_threads))
                 log(_row_line(row))
-                rows.append(row)
     return rows
 
 
@@ -336,8 +346,11 @@ def run(cfg: Config, log=print) -> dict:
     cfg.out_dir = Path(cfg.out_dir)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    rows = run_matrix(cfg, log) if cfg.models else []
-    trows = run_throughput(cfg, log) if cfg.throughput_models else []
+    built = build_all(cfg, log)
+    if cfg.build_only:
+        return {"built": built}
+    rows = run_matrix(cfg, built, log)
+    trows = run_throughput(cfg, built, log)
     summary = ratios(rows)
     tput = {}
     for model in cfg.throughput_models:
