@@ -112,7 +112,6 @@ def test_everything_is_built_before_anything_is_timed(tmp_path, monkeypatch):
     assert {e[0] for e in events} == {"build"}
 
 
-
 def test_a_second_run_keeps_the_first_runs_results(tmp_path, monkeypatch):
     runs = iter([[_row("tvm_int8", 11.8), _row("ort_int8", 86.1)], [_row("tvm_int8", 12.1)]])
     monkeypatch.setattr(bench_e2e, "build_all", lambda cfg, log: {})

@@ -32,6 +32,7 @@ SPARSITIES = (0.0, 0.8, 0.9)
 ENGINES = ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8")
 OPTIONAL_ENGINES = ("itrex",)  # the paper's Intel engine, under its own interpreter (--itrex-python)
 RATIO_AGAINST = ("ort_fp32", "ort_int8", "tvm_dense", "itrex")
+THROUGHPUT_ENGINES = ("tvm_int8", "ort_int8")
 DENSE_THRESHOLD = 2.0  # block sparsity is at most 1: every Linear goes dense
 # p90 bounds for the throughput metric, by model (a bert-base-sized model: 50 ms)
 LATENCY_BOUND_MS = {"bert-mini": 10.0, "minilm": 20.0, "bert-base": 50.0}
@@ -199,7 +200,7 @@ def build_all(cfg: Config, log=print) -> dict[tuple, Path | Exception]:
     landed in the next engine's timings (bert-base 90%: p90 22 ms against a 10.7 ms median)."""
     keys = [(e, m, sp, cfg.batch) for m in cfg.models for sp in cfg.sparsities for e in cfg.engines]
     keys += [(e, m, cfg.throughput_sparsity, b) for m in cfg.throughput_models for b in cfg.throughput_batches
-             for e in ("tvm_int8", "ort_int8")]
+             for e in THROUGHPUT_ENGINES]
     built: dict[tuple, Path | Exception] = {}
     for key in dict.fromkeys(keys):
         engine, model, sp, batch = key
@@ -251,7 +252,7 @@ def run_throughput(cfg: Config, built: dict, log=print) -> list[dict]:
     rows = []
     for model in cfg.throughput_models:
         for b in cfg.throughput_batches:
-            for engine in ("tvm_int8", "ort_int8"):
+            for engine in THROUGHPUT_ENGINES:
                 row = {"model": model, "sparsity": cfg.throughput_sparsity, "threads": cfg.throughput_threads,
                        "batch": b, "seq_len": cfg.seq_len, "engine": engine}
                 rows.append(_timed(cfg, built, row, max(10, cfg.runs // b), cfg.throughput_threads))
