@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from .target import TARGET_HELP
+
 
 def _threads(args: argparse.Namespace) -> None:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
@@ -56,8 +58,7 @@ def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--m", type=int, default=128, help="tokens (batch x sequence); default 128")
     common.add_argument("--threads", type=int, default=1, help="worker threads (default 1)")
-    common.add_argument("--target", default="host",
-                        help="host (default), cascadelake, icelake-server, sapphirerapids, znver4, znver5")
+    common.add_argument("--target", default="host", help=TARGET_HELP)
     common.add_argument("--db", default="tuning_logs", help="tuning database root (default tuning_logs/)")
 
     b = sub.add_parser("bench-kernel", parents=[common],

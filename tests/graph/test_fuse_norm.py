@@ -8,8 +8,8 @@ import tvm
 from tvm import relax
 
 from tvm_sparse.graph import importer, rewrite
-from tvm_sparse.graph.compile import make_target
 from tvm_sparse.graph.fuse_norm import fuse_add_layer_norm
+from tvm_sparse.target import resolve
 
 from .conftest import SEQ
 
@@ -17,7 +17,7 @@ from .conftest import SEQ
 def test_every_norm_of_the_tiny_bert_fuses(tiny_pruned):
     static = importer.static_model(tiny_pruned, 1, SEQ)
     mod, _ = importer.to_relax(static, 1, SEQ)
-    swapped, _ = rewrite.swap_linears(mod, "fp32", make_target(None))
+    swapped, _ = rewrite.swap_linears(mod, "fp32", resolve())
     fused, n = fuse_add_layer_norm(swapped)
     # the embeddings' sum and two residuals in each of the 2 layers
     assert n == 5
@@ -40,7 +40,7 @@ def _graph(shared: bool, hidden: int = 64) -> tvm.IRModule:
 
 
 def _run(mod, *arrays):
-    ex = relax.build(mod, target=make_target(None))
+    ex = relax.build(mod, target=resolve())
     vm = relax.VirtualMachine(ex, tvm.cpu())
     return vm["main"](*[tvm.runtime.tensor(x) for x in arrays]).numpy()
 

@@ -7,7 +7,8 @@ from tvm import relax
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.graph import rewrite
 from tvm_sparse.graph.calibrate import ActQuant, weight_key
-from tvm_sparse.graph.compile import build, make_target
+from tvm_sparse.graph.compile import build
+from tvm_sparse.target import resolve
 
 M, H, HEADS = 32, 64, 2
 D = H // HEADS
@@ -39,7 +40,7 @@ def test_attention_scale_and_k_transpose_fold_into_the_kernels():
     bq, bk = (rng.standard_normal(H).astype(np.float32) for _ in range(2))
     scale = 1 / np.sqrt(D)
     calib = {weight_key(w): ActQuant.from_range(-2.0, 2.0) for w in (wq, wk)}
-    target = make_target(None)
+    target = resolve()
     mod, layers = rewrite.swap_linears(_scores_graph(wq, bq, wk, bk, scale), "int8", target, calib=calib)
     kernels = sorted(x.kernel for x in layers)
     assert kernels[1].endswith("_to_nm") and not kernels[0].endswith("_to_nm"), kernels

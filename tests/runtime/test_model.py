@@ -88,29 +88,37 @@ def test_missing_or_corrupt_metadata(tiny_lib, tmp_path):
         tvm_sparse.load(tmp_path / "absent.so")
 
 
-def test_cpu_without_the_required_isa_is_refused(tiny_lib, tmp_path):
+def test_cpu_without_a_feature_of_the_library_is_refused(tiny_lib, tmp_path):
     lib = _copy(tiny_lib, tmp_path)
     meta = json.loads(metadata_path(lib).read_text())
-    meta["required_isa"].append("avx1024_imaginary")
+    assert {"avx512f", "avx512bw", "avx512vnni"} <= set(meta["target_features"])  # LLVM's names, all of them
+    meta["target_features"].append("avx1024-imaginary")  # unknown to any table: still required
     metadata_path(lib).write_text(json.dumps(meta))
-    with pytest.raises(cpu.UnsupportedCPUError, match="avx1024_imaginary"):
+    with pytest.raises(cpu.UnsupportedCPUError, match="avx1024-imaginary"):
+        tvm_sparse.load(lib)
+
+
+def test_metadata_of_another_format_asks_for_a_recompile(tiny_lib, tmp_path):
+    lib = _copy(tiny_lib, tmp_path)
+    meta = json.loads(metadata_path(lib).read_text())
+    meta["format"] = 1
+    meta["required_isa"] = meta.pop("target_features")
+    metadata_path(lib).write_text(json.dumps(meta))
+    with pytest.raises(LibraryError, match="recompile"):
         tvm_sparse.load(lib)
 
 
 def test_cpu_check_reads_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
-    assert cpu.cpu_flags(info) == {"fpu", "avx2"}  # a flag counts only when every core has it
-    cpu.check(["avx2"], info)
-    with pytest.raises(cpu.UnsupportedCPUError, match="avx512f, avx512_vnni"):
-        cpu.check(["avx2", "avx512f", "avx512_vnni"], info)
-    assert cpu.check(["anything"], tmp_path / "absent") is None  # cannot tell: not refused
-
-
-def test_required_isa_of_targets():
-    zen4 = cpu.required_isa({"kind": "llvm", "mcpu": "znver4"})
-    assert {"avx512f", "avx512bw", "avx512_vnni"} <= set(zen4)
-    assert "avx512f" not in cpu.required_isa({"kind": "llvm", "mcpu": "haswell"})
+    info.write_text("processor\t: 0\nflags\t\t: fpu lm avx2 avx512f\n\nprocessor\t: 1\nflags\t\t: fpu lm avx2\n")
+    flags = cpu.cpu_flags(info)
+    assert flags == {"fpu", "lm", "avx2"}  # a flag counts only when every core has it
+    host = cpu.Host(frozenset(flags))
+    cpu.check(["avx2", "x87", "64bit", "fast-gather", "macrofusion"], host)  # renames, tuning flags
+    with pytest.raises(cpu.UnsupportedCPUError, match="avx512f, avx512vnni"):
+        cpu.check(["avx2", "avx512f", "avx512vnni"], host)
+    with pytest.raises(cpu.UnsupportedCPUError, match="cannot tell"):  # fails closed
+        cpu.check(["avx2"], cpu.Host(cpu.cpu_flags(tmp_path / "absent")))
 
 
 def test_results_are_independent_arrays(tiny_lib):

@@ -229,12 +229,15 @@ def sweep(bundle: Path, threads: list[int], what: list[str], seconds: float, out
 
 
 def _isa_check(bundle: Path, flags: str) -> dict:
-    """The instruction sets each library's metadata requires, against this CPU's flags."""
-    have = set(flags.split())
+    """The CPU features each library's metadata requires, against this CPU's flags (the package's own
+    check, ``runtime/cpu.py``, copied into the bundle: this machine has no tvm_sparse)."""
+    sys.path.insert(0, str(bundle))
+    import cpu  # noqa: PLC0415
+
     out = {}
     for meta in sorted((bundle / "models").glob("*.json")):
-        req = json.loads(meta.read_text()).get("required_isa", [])
-        out[meta.stem] = {"required": len(req), "missing": sorted(set(req) - have)}
+        req = json.loads(meta.read_text()).get("target_features", [])
+        out[meta.stem] = {"required": len(req), "missing": cpu.missing(req, cpu.Host(frozenset(flags.split())))}
     return out
 
 

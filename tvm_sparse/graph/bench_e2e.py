@@ -135,10 +135,9 @@ def library(cfg: Config, model: str, sparsity: float, variant: str, batch: int, 
 
 
 def target_spec(cfg: Config) -> dict:
-    from ..target import resolve
-    from .compile import target_json
+    from ..target import resolve, to_json
 
-    return target_json(resolve(cfg.target, num_cores=1))
+    return to_json(resolve(cfg.target, num_cores=1))
 
 
 # ------------------------------------------------------------------------------------------ timing

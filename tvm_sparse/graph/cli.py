@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..target import TARGET_HELP
+
 PRECISION_HELP = "int8 (default): static u8 x s8 quantization, calibrated; fp32: no quantization"
-TARGET_HELP = ('TVM target as JSON, e.g. \'{"kind": "llvm", "mcpu": "znver4", "num-cores": 1}\' '
-               "(default: that one). num-cores = threads the library is tuned and run with")
 
 
 def _add_shape(p: argparse.ArgumentParser) -> None:
@@ -34,7 +33,8 @@ def _add_tuning(p: argparse.ArgumentParser, default_trials: int) -> None:
                         "only). More trials = slower compile, faster model")
     p.add_argument("--work-dir", default="tuning_logs/default",
                    help="tuning database directory; reused and extended across runs (resume)")
-    p.add_argument("--target", default=None, help=TARGET_HELP)
+    p.add_argument("--target", default="host", help=TARGET_HELP + ". Its num-cores (default 1) = the threads "
+                   "the library is tuned and run with")
 
 
 def _add_calibration(p: argparse.ArgumentParser) -> None:
@@ -136,7 +136,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--trials", type=int, default=0,
                    help="graph tuning trials per task at compile (default 0: shipped and --work-dir records)")
     p.add_argument("--work-dir", default="tuning_logs/e2e", help="tuning database directory for compiles")
-    p.add_argument("--target", default="host", help="target preset or mcpu (default host); compiled for 1 core")
+    p.add_argument("--target", default="host", help=TARGET_HELP + "; compiled for 1 core")
     p.add_argument("--dense-per-sparsity", action="store_true",
                    help="compile the dense path from each pruned model (default: once per model, from 0%%)")
     p.add_argument("--throughput", default="",
@@ -222,9 +222,11 @@ def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
 
 
 def _options(args):
+    from ..target import resolve
     from . import calibrate, importer
     from .compile import CompileOptions
 
+    target = resolve(args.target)  # a bad target is refused before the model is read
     model = importer.load_onnx(args.model)
     calib = None
     if args.precision == "int8":
@@ -234,23 +236,23 @@ def _options(args):
         if args.attention_scales == "dynamic":
             calib = calibrate.without_output_ranges(calib)
     opts = CompileOptions(batch=args.batch, seq_len=args.seq_len, precision=args.precision,
-                          target=json.loads(args.target) if args.target else None, trials=args.trials,
+                          target=target, trials=args.trials,
                           work_dir=args.work_dir, calibration=calib,
                           threshold=getattr(args, "threshold", None))
     return model, opts
 
 
 def _cmd_tune(args) -> None:
+    from ..tune import records
     from . import importer, rewrite, tune
-    from .compile import make_target
 
     model, opts = _options(args)
-    target = make_target(opts.target)
+    target = opts.target
     static = importer.static_model(model, args.batch, args.seq_len)
     mod, _ = importer.to_relax(static, args.batch, args.seq_len)
     mod, _ = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
                                   names=rewrite.names_from_onnx(static), database=str(args.work_dir))
-    tune.tune(mod, target, Path(args.work_dir) / "graph", args.trials)
+    tune.tune(mod, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
 
 
 def _cmd_compile(args) -> None:

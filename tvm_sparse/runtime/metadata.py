@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2  # 2: target_features (LLVM names, checked in full) replaced required_isa (cpuinfo flags)
 
 
 class LibraryError(RuntimeError):
@@ -24,7 +24,7 @@ class Metadata:
     inputs: list[dict]  # [{"name", "shape", "dtype"}] in call order
     output: dict  # {"name", "shape", "dtype"}
     target: dict  # TVM target JSON
-    required_isa: list[str]  # /proc/cpuinfo flags
+    target_features: list[str]  # every LLVM feature the target enables that enables instructions
     precision: str  # "int8" | "fp32"
     layers: list[dict] = field(default_factory=list)  # per Linear: name, shape, sparsity, kernel
     input_limits: dict[str, int] = field(default_factory=dict)  # input -> embedding table rows
@@ -44,10 +44,13 @@ class Metadata:
                                "'tvm-sparse compile'; copy both files together")
         try:
             raw = json.loads(path.read_text())
-            meta = cls(**raw)
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError) as err:
             raise LibraryError(f"metadata file {path} is corrupt: {err}") from err
-        if meta.format != FORMAT:
-            raise LibraryError(f"metadata format {meta.format} of {path} is not supported "
-                               f"(expected {FORMAT}): recompile the model")
-        return meta
+        fmt = raw.get("format") if isinstance(raw, dict) else None
+        if fmt != FORMAT:
+            raise LibraryError(f"metadata format {fmt} of {path} is not supported (expected {FORMAT}): "
+                               "recompile the model with this version of tvm-sparse")
+        try:
+            return cls(**raw)
+        except TypeError as err:
+            raise LibraryError(f"metadata file {path} is corrupt: {err}") from err

@@ -59,7 +59,8 @@ class Model:
         self.metadata = Metadata.load(metadata_path(self.path))
         _check_library(self.path, self.metadata)
         if check_cpu:
-            cpu.check(self.metadata.required_isa)
+            cpu.check(self.metadata.target_features,
+                      what=f"{self.path.name} (compiled for {self.metadata.target.get('mcpu', '?')})")
         # TVM's pool defaults to 1 thread on some machines: use what the library was tuned for
         os.environ.setdefault("TVM_NUM_THREADS", str(self.metadata.target.get("num-cores", 1)))
         import tvm
