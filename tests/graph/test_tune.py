@@ -1,23 +1,10 @@
-"""Graph tuning bookkeeping: shipped records per target CPU, the per-task budget."""
+"""Graph tuning bookkeeping: the per-task budget."""
 
 from __future__ import annotations
 
 import tvm
 
 from tvm_sparse.graph import tune
-
-
-def _target(mcpu: str) -> tvm.target.Target:
-    return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": 1})
-
-
-def test_shipped_databases_only_for_the_targets_cpu(tmp_path):
-    tune.open_database(tmp_path / "znver4" / "graph")
-    tune.open_database(tmp_path / "cascadelake")  # a kernel database: never a graph one
-    assert tune.shipped_dir(_target("znver4"), tmp_path) == tmp_path / "znver4" / "graph"
-    assert len(tune.shipped_databases(_target("znver4"), tmp_path)) == 1
-    assert tune.shipped_databases(_target("cascadelake"), tmp_path) == []
-    assert tune.shipped_databases(_target("sapphirerapids"), tmp_path) == []
 
 
 def test_budget_gives_reductions_more_trials():

@@ -35,6 +35,7 @@ from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_fp32 import sparse_fp32
 from ..kernels.sparse_int8 import padded_m, sparse_int8
 from ..target import resolve
+from ..tune import records
 from ..tune.apply import schedule
 from ..tune.tuner import tune
 from ..tune.workload import KernelKey, sparsity_bucket
@@ -105,15 +106,17 @@ def build_kernels(out: Path, target: tvm.target.Target) -> None:
             print(f"kernels K={k} N={n} s={s}: built", flush=True)
 
 
-def missing_budget(graph_dir: Path, target: tvm.target.Target, trials: int):
+def missing_budget(work_dir: Path, target: tvm.target.Target, trials: int):
     """A per-task trial budget for ``compile_model``: ``trials`` for a task that no record in
-    ``graph_dir`` (or the records shipped for ``target``) covers, 0 (skipped) for the rest, so only
+    ``work_dir`` (or the records shipped for ``target``) covers, 0 (skipped) for the rest, so only
     what the build would refuse as untuned gets tuned."""
     from ..graph import tune as graph_tune
 
-    db = graph_tune.union([graph_tune.open_database(graph_dir), *graph_tune.shipped_databases(target)])
+    db = graph_tune.database(target, work_dir)
 
     def per_task(task) -> int:
+        if db is None:
+            return trials
         return 0 if db.query_tuning_record(task.dispatched[0], target, "main") is not None else trials
 
     return per_task
@@ -127,9 +130,10 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_tri
     mdir.mkdir(exist_ok=True)
     odir.mkdir(exist_ok=True)
     work = out / "work"
-    if graph_db.exists() and not (work / "graph").exists():
-        shutil.copytree(graph_db, work / "graph")
-    spec = {"kind": "llvm", "mcpu": str(target.attrs["mcpu"]), "num-cores": int(target.attrs["num-cores"])}
+    graph_dir = records.cpu_dir(work, target, records.GRAPH)
+    if graph_db.exists() and not graph_dir.exists():
+        shutil.copytree(graph_db, graph_dir)
+    spec = target
     configs = {}
     for name, s in MODELS:
         tag = f"{name}_s{int(s * 100)}"
@@ -142,7 +146,7 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_tri
                     "token_type_ids": np.zeros((1, M), np.int64)} for i in range(8)]
         params = calibrate.calibrate(static, samples)
         opts = CompileOptions(batch=1, seq_len=M, precision="int8", work_dir=str(work), calibration=params,
-                              trials=missing_budget(work / "graph", target, graph_trials),
+                              trials=missing_budget(work, target, graph_trials),
                               target=spec, threshold=None if s > 0 else 1.01)
         compile_model(importer.load_onnx(pruned), mdir / f"{tag}_int8.so", opts)
         # fidelity reference: onnxruntime fp32 on the exact model compiled, inputs unseen by calibration
@@ -162,7 +166,7 @@ def main() -> None:
     ap.add_argument("--target", default="sapphirerapids")
     ap.add_argument("--cores", type=int, default=16)
     ap.add_argument("--what", default="runtime,kernels,models")
-    ap.add_argument("--graph-db", default="schedules/znver4/graph",
+    ap.add_argument("--graph-db", default="schedules/sapphirerapids/graph",
                     help="graph tuning records to compile the models with")
     ap.add_argument("--graph-trials", type=int, default=16,
                     help="trials for each graph function that --graph-db has no record for")
@@ -173,6 +177,7 @@ def main() -> None:
     here = Path(__file__).parent
     for f in ("xeon_remote.py", "xeon_export_onnx.py"):
         shutil.copy(here / f, out / f)
+    shutil.copy(here.parent / "runtime" / "cpu.py", out / "cpu.py")
     if "runtime" in a.what:
         pack_runtime(out)
     if "kernels" in a.what:

@@ -7,6 +7,7 @@ fuse, apply the database -> refuse anything left unscheduled -> build -> ``expor
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +18,16 @@ from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
 from .. import __version__, pipeline
-from ..runtime import cpu
 from ..runtime.metadata import Metadata, metadata_path
 from ..runtime.model import _sha256
-from ..target import codegen_target
+from ..target import codegen_target, isa, mcpu_of, resolve, to_json
+from ..tune import records
+from ..tune.apply import UntunedWarning
 from . import calibrate, fuse_norm, importer, rewrite, tune
 from .errors import GraphError
 from .linear import is_scheduled
 from .policy import SPARSE_THRESHOLD
 from .vocab import input_limits
-
-DEFAULT_TARGET = {"kind": "llvm", "mcpu": "znver4", "num-cores": 1}
 
 
 @dataclass
@@ -35,32 +35,12 @@ class CompileOptions:
     batch: int = 1
     seq_len: int = 128
     precision: str = "int8"
-    target: dict | None = None
+    target: str | dict | tvm.target.Target | None = None  # anything target.resolve takes; None: host
     trials: int = 8  # per task; or a function of the task (tune.budget(heavy, light))
     work_dir: str | Path = "tuning_logs/default"
     calibration: dict[str, calibrate.ActQuant] | None = None
     threshold: float | None = None
-    allow_untuned: bool = False  # tests only: untuned TVM code is 100x slower
-
-
-def make_target(spec: dict | str | None) -> tvm.target.Target:
-    import json
-
-    if isinstance(spec, str):
-        spec = json.loads(spec)
-    spec = dict(spec or DEFAULT_TARGET)
-    spec.setdefault("num-cores", 1)
-    return tvm.target.Target(spec)
-
-
-def target_json(target: tvm.target.Target) -> dict:
-    keep = ("kind", "mcpu", "mtriple", "mattr", "num-cores")
-    out = {"kind": str(target.kind.name)}
-    for k in keep[1:]:
-        v = target.attrs.get(k)
-        if v is not None and v != "":
-            out[k] = int(v) if k == "num-cores" else (str(v) if isinstance(v, str) else [str(x) for x in v])
-    return out
+    allow_untuned: bool = False  # tests only: leave functions with no record as naive loops (100x slower)
 
 
 def _untuned(mod: tvm.IRModule) -> list[str]:
@@ -73,7 +53,7 @@ def _untuned(mod: tvm.IRModule) -> list[str]:
 
 def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Database | None,
           allow_untuned: bool = False) -> relax.VMExecutable:
-    """Legalize/fuse as tuning did, apply the database, check, then lower and build."""
+    """Legalize/fuse as tuning did, apply the database, schedule what no record covers, lower, build."""
     # tvm.relax.pipeline's dispatcher cannot find these in 0.27 (AttributeError): import them directly
     from tvm.relax.backend.cpu_generic import pipeline as rp
 
@@ -85,10 +65,13 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
         mod = tune.apply_hand_schedules(mod)
         missing = _untuned(mod)
         if missing and not allow_untuned:
-            raise GraphError(
-                f"{len(missing)} functions have no tuned schedule ({', '.join(sorted(missing)[:6])}"
-                f"{', ...' if len(missing) > 6 else ''}): tune with --trials N "
-                "(untuned code is ~100x slower)")
+            mod = tune.apply_default_schedules(mod, target, missing)
+        if missing:
+            warnings.warn(
+                f"{len(missing)} functions have no tuned schedule for {mcpu_of(target)} "
+                f"({', '.join(sorted(missing)[:6])}{', ...' if len(missing) > 6 else ''}): "
+                f"{'naive loops' if allow_untuned else 'MetaSchedule default schedules, untimed'}; tune "
+                "with --trials N for speed", UntunedWarning, stacklevel=2)
         seq = tvm.transform.Sequential(rp.dataflow_lower_passes(target) + rp.finalize_passes(target))
         mod = seq(mod)
         return relax.build(mod, target=codegen_target(target), relax_pipeline=None, tir_pipeline=pipeline.NAME)
@@ -96,13 +79,12 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
 
 def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print) -> Metadata:
     """Compile ``model`` into ``out`` (.so) and ``out``'s metadata; returns the metadata."""
-    target = make_target(opts.target)
+    target = resolve(opts.target)
     static = importer.static_model(model, opts.batch, opts.seq_len)
     mod, names = importer.to_relax(static, opts.batch, opts.seq_len)
     calib = opts.calibration
     if opts.precision == "int8" and calib is None:
         raise GraphError("int8 needs calibration: pass calibration parameters (or use fp32)")
-    db = tune.open_database(Path(opts.work_dir) / "graph")
     mod, layers = rewrite.swap_linears(mod, opts.precision, target, calib=calib,
                                        names=rewrite.names_from_onnx(static), threshold=opts.threshold,
                                        database=str(opts.work_dir))
@@ -112,8 +94,8 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
     log(f"{norms} residual adds fused into their LayerNorm")
     if callable(opts.trials) or opts.trials > 0:  # an int, or a per-task budget (tune.budget)
         os.environ["TVM_NUM_THREADS"] = str(target.attrs.get("num-cores", 1))
-        db = tune.tune(mod, target, Path(opts.work_dir) / "graph", opts.trials, log=log)
-    executable = build(mod, target, tune.union([db, *tune.shipped_databases(target)]), opts.allow_untuned)
+        tune.tune(mod, target, records.cpu_dir(opts.work_dir, target, records.GRAPH), opts.trials, log=log)
+    executable = build(mod, target, tune.database(target, opts.work_dir), opts.allow_untuned)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     executable.export_library(str(out))
@@ -125,8 +107,8 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
         output={"name": importer.HIDDEN_OUTPUT, "shape": [opts.batch, opts.seq_len, hidden or
                                                           layers[-1].shape[0]], "dtype": "float32"},
         input_limits=input_limits(static),
-        target=target_json(target),
-        required_isa=cpu.required_isa(target_json(target)),
+        target=to_json(target),
+        target_features=sorted(isa(target)),
         precision=opts.precision,
         threshold=opts.threshold if opts.threshold is not None else SPARSE_THRESHOLD,
         layers=rewrite.layer_dicts(layers),

@@ -25,6 +25,7 @@ from .. import pipeline
 from ..schedule import elementwise as elementwise_schedule
 from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
+from ..tune import records
 from .linear import is_scheduled
 
 # TVM 0.27 does not mark isnan vectorizable, so a loop holding one is scalarized whole: BERT's
@@ -196,6 +197,31 @@ def apply_hand_schedules(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
+def default_schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc | None:
+    """MetaSchedule's first design-space sample for ``func``, post-processed and never measured: what a
+    function no record covers runs with (parallel, vectorized, tiled), so a build never fails for want
+    of tuning. None where MetaSchedule cannot schedule it."""
+    mod = tvm.IRModule({"main": func})
+    try:
+        ctx = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
+                             search_strategy="evolutionary", rand_state=0, num_threads=1)
+        sch = ctx.space_generator.generate_design_space(mod)[0]
+        if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
+            return None
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+    except Exception:  # noqa: BLE001  (any failure: the function stays as it is)
+        return None
+
+
+def apply_default_schedules(mod: tvm.IRModule, target: tvm.target.Target, names: list[str]) -> tvm.IRModule:
+    """``default_schedule`` for each function of ``mod`` named in ``names``."""
+    for gv in [gv for gv in mod.functions if gv.name_hint in names]:
+        scheduled = default_schedule(mod[gv], target)
+        if scheduled is not None:
+            mod[gv] = scheduled
+    return mod
+
+
 def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, trials,
          log=print) -> ms.database.Database:
     """Tune every task of ``mod`` to ``trials`` measured candidates each (an int, or a function of the
@@ -244,26 +270,22 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, tri
     return db
 
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "schedules"
-
-
-def shipped_dir(target: tvm.target.Target, root: Path | None = None) -> Path:
-    """Where the graph records shipped for ``target``'s CPU live: ``schedules/<mcpu>/graph/``."""
-    from ..target import mcpu_of
-
-    return Path(root or SHIPPED_ROOT) / mcpu_of(target) / "graph"
-
-
-def shipped_databases(target: tvm.target.Target, root: Path | None = None) -> list[ms.database.Database]:
-    """The graph records shipped for ``target``'s CPU (``schedules/<mcpu>/graph/``), if any.
-
-    Only that one directory: a record's speed is CPU-specific, and the kernel library's own databases
-    (``schedules/<mcpu>/``) hold kernels, not graph operators."""
-    path = shipped_dir(target, root)
-    if not (path / "database_workload.json").is_file():
-        return []
-    return [open_database(path)]
+def database(target: tvm.target.Target, work_dir: str | Path | None = None) -> ms.database.Database | None:
+    """The graph records for ``target``: ``work_dir``'s and the shipped ones for its CPU
+    (``<root>/<mcpu>/graph/``), the fastest of them answering; for a function none of them has, the
+    nearest CPU's in instruction sets (warned once where this CPU has no graph records at all).
+    Kernel records (``<root>/<mcpu>/``) are the kernel library's, not read here."""
+    roots = ([Path(work_dir)] if work_dir else []) + [records.shipped_root()]
+    _, own = records.lookup_dirs(roots, target, records.GRAPH)
+    other, foreign = records.lookup_dirs(roots, target, records.GRAPH, foreign=True)
+    if foreign and not own:
+        records.warn_foreign(target, other, "graph-function")
+    tiers = [union([open_database(d) for d in dirs]) for dirs in (own, foreign) if dirs]
+    if not tiers:
+        return None
+    return tiers[0] if len(tiers) == 1 else ms.database.OrderedUnionDatabase(*tiers)
 
 
 def union(databases: list[ms.database.Database]) -> ms.database.Database:
+    """Records of one CPU: the fastest answers."""
     return databases[0] if len(databases) == 1 else ms.database.UnionDatabase(*databases)

@@ -20,10 +20,10 @@ from ..schedule import sparse as sparse_schedules
 from ..schedule.narrow import finalize
 from ..target import mcpu_of
 from .database import open_database
-from .tuner import DEFAULT_DB_ROOT, db_path, tune
+from .records import lookup_dirs, shipped_root, warn_foreign
+from .tuner import DEFAULT_DB_ROOT, tune
 from .workload import KernelKey, canonical
 
-SHIPPED = Path(__file__).resolve().parents[2] / "schedules"
 DEFAULT_KNOBS = {"sketch": "rows_outer", "unroll": 0}
 UNTUNED_DENSE_TRIALS = 16
 
@@ -34,22 +34,28 @@ class UntunedWarning(UserWarning):
 
 def database_roots(extra: list[str | Path] | None = None) -> list[Path]:
     """Where records are looked up, first hit wins: the user's, then the shipped ones."""
-    return [Path(p) for p in (extra or [])] + [DEFAULT_DB_ROOT, SHIPPED]
+    return [Path(p) for p in (extra or [])] + [DEFAULT_DB_ROOT, shipped_root()]
 
 
-def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path], any_cpu: bool = False):
-    """The fastest record for ``key`` tuned on ``target``'s CPU; with ``any_cpu``, on any CPU (a
-    schedule is valid everywhere, only its speed is CPU-specific)."""
+def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path]):
+    """The fastest record for ``key`` tuned on ``target``'s CPU; where none has one, the fastest tuned on
+    the nearest CPU in instruction sets that has records (a schedule is valid on any CPU with the
+    instructions it uses, only its speed is CPU-specific), with a warning."""
+    rec = _best_in(key, target, lookup_dirs(roots, target)[1])
+    if rec is None:
+        other, dirs = lookup_dirs(roots, target, foreign=True)
+        rec = _best_in(key, target, dirs)
+        if rec is not None:
+            warn_foreign(target, other, "kernel")
+    return rec
+
+
+def _best_in(key: KernelKey, target: tvm.target.Target, dirs: list[Path]):
     mods = [tvm.IRModule({"main": canonical(key)[0]})]
     if key.kind == "sparse_int8":  # records from before swizzled tiles: their knobs apply as well
         mods.append(tvm.IRModule({"main": canonical(key, swizzle=False)[0]}))
-    paths = [db_path(root, target) for root in roots]
-    if any_cpu:
-        paths = [p.parent for root in roots for p in sorted(Path(root).glob("*/database_tuning_record.json"))]
     best = None
-    for path in paths:
-        if not (path / "database_tuning_record.json").exists():
-            continue
+    for path in dirs:
         db = open_database(path, target)
         for mod in mods:
             rec = db.query_tuning_record(mod, target, "main")
@@ -72,11 +78,6 @@ def schedule(
     """``func`` scheduled (and narrowed) for ``target``; also says where the schedule came from."""
     roots = database_roots() if roots is None else roots
     rec = best_record(key, target, roots)
-    if rec is None:
-        rec = best_record(key, target, roots, any_cpu=True)
-        if rec is not None:
-            warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: using one tuned on "
-                          f"another CPU", UntunedWarning, stacklevel=2)
     if rec is None and not key.sparse:
         warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: tuning "
                       f"{UNTUNED_DENSE_TRIALS} trials now", UntunedWarning, stacklevel=2)

@@ -20,9 +20,9 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
-from ..target import mcpu_of
 from .builder import local_builder
 from .database import exclusive, open_database
+from .records import cpu_dir
 from .runner import local_runner
 from .space import dense_space, sparse_space
 from .workload import KernelKey, canonical
@@ -40,7 +40,7 @@ class TuneResult:
 
 
 def db_path(db_root: str | Path, target: tvm.target.Target) -> Path:
-    return Path(db_root) / mcpu_of(target)
+    return cpu_dir(db_root, target)
 
 
 def records_for(db: ms.database.Database, mod: tvm.IRModule) -> list:
