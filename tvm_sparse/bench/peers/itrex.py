@@ -132,19 +132,50 @@ def sparse_layers(graph, threshold: float = 0.7) -> list[str]:
     return names
 
 
+def _has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "amx_tile" in f.read().split()
+    except OSError:
+        return False
+
+
+# On a CPU with AMX the engine fuses attention into MultiHeadAttention (sub_graph/multi_head_attention.py
+# checks for amx_tile), and its 4x1 sparse rewrite (transpose_mode_int8) then dies in
+# _reorder_recover_fusion ('NoneType' object has no attribute 'op_type'). Sparse models compile without it.
+NO_MHA = {"pattern_switch": {"MultiHeadAttention": False}}
+
+
+def _compiled(ne_compile, graph_cls, qdq: str, out: str, config: dict | None):
+    ne_compile(qdq, config=config).save(out)
+    g = graph_cls()
+    g.graph_init(os.path.join(out, "conf.yaml"), os.path.join(out, "model.bin"), load_weight=True)
+    return g
+
+
 def build(src: str, workdir: str) -> str:
+    """Compile ``src`` for the engine; logs (stderr) which path attention and every InnerProduct took, and
+    writes the per-layer list to ``workdir/layers.txt``."""
     os.makedirs(workdir, exist_ok=True)
     legacy, qdq, ir = (os.path.join(workdir, n) for n in ("legacy.onnx", "qdq.onnx", "ir"))
     if not os.path.isfile(os.path.join(ir, "conf.yaml")):
         ne_compile, graph_cls = _engine()
         reexport(src, legacy)
         quantize(legacy, qdq)
-        ne_compile(qdq).save(ir + "_plain")
-        g = graph_cls()
-        g.graph_init(ir + "_plain/conf.yaml", ir + "_plain/model.bin", load_weight=True)
+        g = _compiled(ne_compile, graph_cls, qdq, ir + "_plain", None)
         names = sparse_layers(g)
-        total = sum(n.op_type == "InnerProduct" for n in g.nodes)
-        print(f"{src}: {len(names)} of {total} int8 InnerProducts on the sparse kernels", file=sys.stderr)
+        mha = sum(n.op_type == "MultiHeadAttention" for n in g.nodes)
+        if names and mha:
+            g = _compiled(ne_compile, graph_cls, qdq, ir + "_nomha", NO_MHA)
+            names, mha = sparse_layers(g), 0
+        inner = [n.name for n in g.nodes if n.op_type == "InnerProduct"]
+        with open(os.path.join(workdir, "layers.txt"), "w") as f:
+            f.writelines(f"{n}: {'sparse 4x1' if n in names else 'dense'} int8\n" for n in inner)
+        attention = (f"MultiHeadAttention fused ({mha} layers)" if mha else
+                     "MultiHeadAttention fusion off (AMX CPU, sparse layers)" if names and _has_amx() else
+                     "attention unfused")
+        print(f"{src}: {len(names)} of {len(inner)} int8 InnerProducts on the sparse kernels, the rest dense; "
+              f"{attention}; per layer: {os.path.join(workdir, 'layers.txt')}", file=sys.stderr)
         if names:
             g.transpose_mode_int8(names)
         g.save(ir)
