@@ -102,9 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe bad input (a target, a model, a library, this CPU): a message, not a traceback."""
+    from .format.bsr4x1 import FormatError
+    from .graph.errors import GraphError, MissingDependencyError
+    from .runtime.cpu import UnsupportedCPUError
+    from .runtime.metadata import LibraryError
+    from .runtime.model import InputError
+    from .target import TargetError
+
+    return (TargetError, GraphError, MissingDependencyError, UnsupportedCPUError, LibraryError, InputError,
+            FormatError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:
+        print(f"tvm-sparse {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -39,3 +39,11 @@ def test_prune_command(tiny_onnx, tmp_path, capsys):
     args.func(args)
     out = capsys.readouterr().out
     assert "encoder.layer.1.output.dense" in out and "12 layers" in out
+
+
+def test_a_bad_target_is_one_clear_line_before_the_model_is_read(tmp_path, capsys):
+    from tvm_sparse.cli import main
+
+    rc = main(["compile", str(tmp_path / "absent.onnx"), "-o", str(tmp_path / "x.so"), "--target", "haswell"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "lacks avx512f" in err and "Traceback" not in err and "absent.onnx" not in err
