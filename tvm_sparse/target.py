@@ -179,14 +179,3 @@ def codegen_target(target: tvm.target.Target) -> tvm.target.Target:
         return target
     spec["cl-opt"] = list(CODEGEN_OPTIONS)
     return tvm.target.Target(spec)
-
-
-def physical_cores() -> int:
-    import os
-
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1

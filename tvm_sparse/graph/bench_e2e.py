@@ -332,14 +332,17 @@ def markdown(summary: list[dict], throughput: dict | None = None, note: str = ""
 def machine() -> dict:
     import platform
 
-    from ..target import host_mcpu
+    from tvm.target import codegen
+
+    from ..target import resolve, to_json
 
     cpu = ""
     try:
         cpu = next(x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "mcpu": host_mcpu(), "python": platform.python_version()}
+    return {"cpu": cpu, "llvm_cpu": str(codegen.llvm_get_system_cpu()), "host_target": to_json(resolve("host")),
+            "python": platform.python_version()}
 
 
 def run(cfg: Config, log=print) -> dict:
