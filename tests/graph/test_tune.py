@@ -32,7 +32,7 @@ def test_softmax_hand_schedule_is_seeded_as_a_record(tmp_path, target):
         def __init__(self, func):
             self.task_name, self.dispatched = "fused_fast_softmax_where", [tvm.IRModule({"main": func})]
 
-    db = tune.open_database(tmp_path)
+    db = tune.open_database(tmp_path, target)
     task = Task(_guarded_softmax((1, 2, 16, 32)))
     secs = tune.seed_hand_schedules(task, db, target)
     best = db.get_top_k(db.commit_workload(task.dispatched[0]), 1)
@@ -53,8 +53,29 @@ def test_attention_matmul_hand_schedule_is_seeded_and_applied(tmp_path, target):
         task_name, dispatched = "fused_matmul_add", [tvm.IRModule({"main": func})]
 
     assert tune.hand_schedule_name(Task.dispatched[0]) == "matmul"
-    db = tune.open_database(tmp_path)
+    db = tune.open_database(tmp_path, target)
     assert tune.seed_hand_schedules(Task, db, target) > 0
     assert len(db.get_top_k(db.commit_workload(Task.dispatched[0]), 1)) == 1
     applied = tune.apply_hand_schedules(tvm.IRModule({"mm": func}))["mm"]
     assert applied.attrs["tirx.is_scheduled"] and "T.parallel" in applied.script()
+
+
+def test_a_damaged_graph_database_is_repaired_not_fatal(tmp_path, target):
+    """A truncated line (an interrupted write) used to make every later compile die with 'Unexpected
+    EOF', naming no file. Now it is moved aside, named, and the good records keep working."""
+    import pytest
+
+    from tests.schedule.test_softmax import _guarded_softmax
+    from tvm_sparse.tune.database import RECORDS, RecordWarning
+
+    class Task:
+        task_name, dispatched = "fused_fast_softmax_where", [tvm.IRModule({"main": _guarded_softmax((1, 2, 16, 32))})]
+
+    db = tune.open_database(tmp_path, target)
+    tune.seed_hand_schedules(Task, db, target)
+    with (tmp_path / RECORDS).open("a") as f:
+        f.write('[0, [[["sch.get_sblock", "trunc\n')
+    with pytest.warns(RecordWarning, match=f"{tmp_path}.*not JSON"):
+        again = tune.open_database(tmp_path, target)
+    assert len(again.get_top_k(again.commit_workload(Task.dispatched[0]), 5)) == 1
+    assert "trunc" in (tmp_path / (RECORDS + ".rejected")).read_text()

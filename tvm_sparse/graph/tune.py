@@ -26,6 +26,8 @@ from ..schedule import elementwise as elementwise_schedule
 from ..schedule import matmul as matmul_schedule
 from ..schedule import softmax as softmax_schedule
 from ..tune import records
+from ..tune.database import exclusive
+from ..tune.database import open_database as checked_database
 from .linear import is_scheduled
 
 # TVM 0.27 does not mark isnan vectorizable, so a loop holding one is scalarized whole: BERT's
@@ -63,10 +65,10 @@ def alloc_args(device, args_info, alloc_repeat: int):
     return out
 
 
-def open_database(work_dir: str | Path) -> ms.database.JSONDatabase:
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    return ms.database.JSONDatabase(work_dir=str(work_dir), module_equality="structural")
+def open_database(work_dir: str | Path, target: tvm.target.Target) -> ms.database.JSONDatabase:
+    """The graph database in ``work_dir``, through the same checked path as kernel records: damaged or
+    foreign lines are moved aside to a ``.rejected`` file (named in a warning), the rest keeps working."""
+    return checked_database(work_dir, target)
 
 
 def lower_for_tuning(mod: tvm.IRModule) -> tvm.IRModule:
@@ -232,7 +234,12 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, work_dir: str | Path, tri
     os.environ.setdefault("TVM_NUM_THREADS", str(target.attrs.get("num-cores", 1)))
     work_dir = Path(work_dir)
     tasks = extract(mod, target)
-    db = open_database(work_dir)
+    with exclusive(work_dir):  # MetaSchedule numbers workloads by line: one writer at a time
+        return _tune_locked(tasks, target, work_dir, per_task, log)
+
+
+def _tune_locked(tasks: list, target: tvm.target.Target, work_dir: Path, per_task, log) -> ms.database.Database:
+    db = open_database(work_dir, target)
     total_w = sum(t.weight for t in tasks)
     log(f"tuning {len(tasks)} tasks ({total_w} calls) into {work_dir}: "
         f"{sum(per_task(t) for t in tasks)} trials in all")
@@ -280,7 +287,7 @@ def database(target: tvm.target.Target, work_dir: str | Path | None = None) -> m
     other, foreign = records.lookup_dirs(roots, target, records.GRAPH, foreign=True)
     if foreign and not own:
         records.warn_foreign(target, other, "graph-function")
-    tiers = [union([open_database(d) for d in dirs]) for dirs in (own, foreign) if dirs]
+    tiers = [union([open_database(d, target) for d in dirs]) for dirs in (own, foreign) if dirs]
     if not tiers:
         return None
     return tiers[0] if len(tiers) == 1 else ms.database.OrderedUnionDatabase(*tiers)
