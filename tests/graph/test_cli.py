@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,27 @@ def test_a_bad_target_is_one_clear_line_before_the_model_is_read(tmp_path, capsy
     rc = main(["compile", str(tmp_path / "absent.onnx"), "-o", str(tmp_path / "x.so"), "--target", "haswell"])
     err = capsys.readouterr().err
     assert rc == 2 and "lacks avx512f" in err and "Traceback" not in err and "absent.onnx" not in err
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["compile", "{m}", "-o", "{m}"], "is the input model"),
+    (["compile", "{m}", "-o", "{d}/lib.json"], "both be written"),
+    (["compile", "{m}", "-o", "{d}/m.so", "--calib", "{d}/m.json"], "is the calibration file"),
+    (["compile", "{m}", "-o", "{d}"], "is a directory"),
+    (["prune", "{m}", "-o", "{m}", "--sparsity", "0.5"], "is the input model"),
+    (["prune", "{m}", "-o", "{d}/p.onnx", "--sparsity", "0.5"], None),
+])
+def test_no_command_writes_over_its_input_or_its_own_outputs(argv, why, tiny_onnx, tmp_path, capsys):
+    """Refused before any work: the input is intact afterwards."""
+    from tvm_sparse.cli import main
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(Path(tiny_onnx).read_bytes())
+    (tmp_path / "m.json").write_text("the user's own file")
+    before = model.read_bytes()
+    rc = main([a.format(m=model, d=tmp_path) for a in argv])
+    assert model.read_bytes() == before and (tmp_path / "m.json").read_text() == "the user's own file"
+    if why is None:
+        assert rc == 0
+    else:
+        assert rc == 2 and why in capsys.readouterr().err

@@ -197,8 +197,11 @@ def _onnx_path(model: str, seq_len: int = 128) -> Path:
 
 
 def _cmd_prune(args) -> None:
+    from .outputs import refuse_clashes
     from .prune import format_report, prune_file, report_path
 
+    refuse_clashes({"input model": args.model}, {"pruned model": args.output,
+                                                 "pruning report": report_path(args.output)})
     report = prune_file(_onnx_path(args.model), args.output, args.sparsity)
     print(format_report(report))
     print(f"wrote {args.output} and {report_path(args.output)}")
@@ -256,8 +259,12 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_compile(args) -> None:
+    from ..runtime.metadata import metadata_path
     from .compile import compile_model
+    from .outputs import refuse_clashes
 
+    refuse_clashes({"input model": args.model, "calibration file": args.calib},
+                   {"library": args.output, "library's metadata": metadata_path(args.output)})
     args.model = str(_onnx_path(args.model, args.seq_len))
     model, opts = _options(args)
     compile_model(model, args.output, opts)
@@ -275,8 +282,14 @@ def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> 
 
 
 def _cmd_run(args) -> None:
+    from ..runtime.metadata import metadata_path
     from ..runtime.model import load
+    from .outputs import refuse_clashes
 
+    if args.save:  # np.save appends .npy to a name without it
+        save = args.save if str(args.save).endswith(".npy") else f"{args.save}.npy"
+        refuse_clashes({"library": args.library, "library's metadata": metadata_path(args.library),
+                        "input file": args.npz}, {"--save file": save})
     model = load(args.library)
     print(model)
     out = model(**_inputs(model, args.npz, args.text, args.tokenizer))
