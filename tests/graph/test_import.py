@@ -50,3 +50,21 @@ def test_missing_file(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(GraphError, match="not a valid ONNX"):
         importer.load_onnx(bad)
+
+
+def test_vocabulary_bound_found_through_a_cast(tiny_onnx):
+    """An exporter's Cast to int32 before the word-embedding Gather hid the bound: id = vocab then read
+    past the table (a silent wrong answer, or a SIGSEGV for larger ids)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tvm_sparse.graph.vocab import input_limits
+
+    model = onnx.load(str(tiny_onnx))
+    direct = input_limits(model)["input_ids"]
+    gathers = [n for n in model.graph.node if n.op_type == "Gather" and n.input[1] == "input_ids"]
+    assert gathers
+    for n in gathers:
+        n.input[1] = "input_ids_i32"
+    model.graph.node.insert(0, helper.make_node("Cast", ["input_ids"], ["input_ids_i32"], to=TensorProto.INT32))
+    assert input_limits(model)["input_ids"] == direct

@@ -12,7 +12,7 @@ import pytest
 
 import tvm_sparse
 from tvm_sparse.runtime import cpu
-from tvm_sparse.runtime.metadata import LibraryError, metadata_path
+from tvm_sparse.runtime.metadata import LibraryError, Metadata, metadata_path
 from tvm_sparse.runtime.model import InputError
 
 from .conftest import SEQ, VOCAB, feeds
@@ -90,10 +90,10 @@ def test_missing_or_corrupt_metadata(tiny_lib, tmp_path):
 
 def test_cpu_without_a_feature_of_the_library_is_refused(tiny_lib, tmp_path):
     lib = _copy(tiny_lib, tmp_path)
-    meta = json.loads(metadata_path(lib).read_text())
-    assert {"avx512f", "avx512bw", "avx512vnni"} <= set(meta["target_features"])  # LLVM's names, all of them
-    meta["target_features"].append("avx1024-imaginary")  # unknown to any table: still required
-    metadata_path(lib).write_text(json.dumps(meta))
+    meta = Metadata.load(metadata_path(lib))
+    assert {"avx512f", "avx512bw", "avx512vnni"} <= set(meta.target_features)  # LLVM's names, all of them
+    meta.target_features.append("avx1024-imaginary")  # unknown to any table: still required
+    meta.save(metadata_path(lib))  # re-signed, as a compile for such a CPU would write it
     with pytest.raises(cpu.UnsupportedCPUError, match="avx1024-imaginary"):
         tvm_sparse.load(lib)
 
@@ -105,6 +105,26 @@ def test_metadata_of_another_format_asks_for_a_recompile(tiny_lib, tmp_path):
     meta["required_isa"] = meta.pop("target_features")
     metadata_path(lib).write_text(json.dumps(meta))
     with pytest.raises(LibraryError, match="recompile"):
+        tvm_sparse.load(lib)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["input_limits"].update(input_ids=10**6),  # would let ids read past the embedding table
+    lambda m: m["inputs"].clear(),
+    lambda m: m.update(sha256=""),
+])
+def test_edited_metadata_is_refused_before_the_library_is_mapped(tiny_lib, tmp_path, edit):
+    lib = _copy(tiny_lib, tmp_path)
+    raw = json.loads(metadata_path(lib).read_text())
+    edit(raw)
+    metadata_path(lib).write_text(json.dumps(raw))
+    with pytest.raises(LibraryError, match="does not match its checksum"):
+        tvm_sparse.load(lib)
+    meta = Metadata(**raw)  # re-signed by hand: the contents are still validated
+    meta.save(metadata_path(lib))
+    if meta.input_limits.get("input_ids") == 10**6:
+        return  # a consistent, signed limit is the compiler's word
+    with pytest.raises(LibraryError, match="invalid"):
         tvm_sparse.load(lib)
 
 

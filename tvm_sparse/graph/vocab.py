@@ -11,14 +11,24 @@ import onnx
 from .importer import INPUT_NAMES
 
 
+# ops that pass index values through unchanged: an exporter may put them between an input and its
+# Gather (a Cast to int32 hid the vocabulary bound, and id = vocab read out of bounds)
+PASS_THROUGH = ("Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand")
+
+
 def input_limits(model: onnx.ModelProto) -> dict[str, int]:
-    """``{input name: table rows}`` for inputs that index an embedding table (Gather on an initializer)."""
+    """``{input name: table rows}`` for inputs that index an embedding table (Gather on an initializer),
+    directly or through value-preserving ops."""
     dims = {i.name: list(i.dims) for i in model.graph.initializer}
+    source = {name: name for name in INPUT_NAMES}
     limits: dict[str, int] = {}
-    for node in model.graph.node:
+    for node in model.graph.node:  # ONNX nodes are topologically sorted
+        if node.op_type in PASS_THROUGH and node.input and node.input[0] in source:
+            for out in node.output:
+                source[out] = source[node.input[0]]
         if node.op_type != "Gather" or len(node.input) < 2:
             continue
-        table, idx = node.input[0], node.input[1]
-        if idx in INPUT_NAMES and table in dims and dims[table]:
+        table, idx = node.input[0], source.get(node.input[1])
+        if idx is not None and table in dims and dims[table]:
             limits[idx] = min(limits.get(idx, dims[table][0]), dims[table][0])
     return limits

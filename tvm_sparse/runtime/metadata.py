@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,8 +33,16 @@ class Metadata:
     library: str = ""  # the .so file name
     sha256: str = ""  # of the .so: a corrupt or truncated library is refused before dlopen
     format: int = FORMAT
+    # of every field above: the limits and shapes the runtime checks inputs against are what compile
+    # wrote (a hand-edited vocabulary limit let out-of-range ids read past the embedding table)
+    checksum: str = ""
+
+    def digest(self) -> str:
+        fields = {k: v for k, v in asdict(self).items() if k != "checksum"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
+        self.checksum = self.digest()
         Path(path).write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
@@ -51,6 +60,30 @@ class Metadata:
             raise LibraryError(f"metadata format {fmt} of {path} is not supported (expected {FORMAT}): "
                                "recompile the model with this version of tvm-sparse")
         try:
-            return cls(**raw)
+            meta = cls(**raw)
         except TypeError as err:
             raise LibraryError(f"metadata file {path} is corrupt: {err}") from err
+        if meta.checksum != meta.digest():
+            raise LibraryError(f"metadata file {path} does not match its checksum: it was edited or damaged "
+                               "after compile. Recompile the model (or copy its .json again)")
+        problem = meta.problem()
+        if problem:
+            raise LibraryError(f"metadata file {path} is invalid: {problem}; recompile the model")
+        return meta
+
+    def problem(self) -> str | None:
+        """What makes this metadata unusable (None when it is sound)."""
+        if not (isinstance(self.sha256, str) and len(self.sha256) == 64):
+            return "no checksum of the library (sha256)"
+        if not (isinstance(self.inputs, list) and self.inputs):
+            return "it lists no inputs"
+        shapes = {tuple(i.get("shape", ())) if isinstance(i, dict) else () for i in self.inputs}
+        if len(shapes) != 1 or not _positive_ints(next(iter(shapes)), 2):
+            return f"input shapes {sorted(shapes)} are not one [batch, seq_len] of positive sizes"
+        if not all(isinstance(k, str) and _positive_ints([v], 1) for k, v in self.input_limits.items()):
+            return f"input limits {self.input_limits} are not positive integers"
+        return None
+
+
+def _positive_ints(values, n: int) -> bool:
+    return len(values) == n and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)

@@ -41,7 +41,7 @@ def _check_library(path: Path, meta: Metadata) -> None:
         head = f.read(4)
     if head != b"\x7fELF":
         raise LibraryError(f"{path} is not a shared library (no ELF header): the file is corrupt")
-    if meta.sha256 and _sha256(path) != meta.sha256:
+    if _sha256(path) != meta.sha256:
         raise LibraryError(f"{path} does not match its metadata checksum: the file is corrupt or "
                            "truncated (or the metadata belongs to another library); recompile or copy again")
 
