@@ -47,6 +47,24 @@ def test_tuning_resumes_instead_of_starting_over(tuned_db, target):
     assert again.trials_before == first.trials_after == again.trials_after  # nothing re-measured
 
 
+def test_failed_candidates_count_toward_the_budget(tmp_path, target):
+    """A candidate that failed was measured: a resume must not measure its share again (it did: valid
+    records 45 -> 60 on a second '--trials 64' that printed 64/64)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from tvm_sparse.tune.tuner import db_path, measured, records_for
+    from tvm_sparse.tune.workload import canonical
+
+    first = tune(KEY, target, 2, db_root=tmp_path, seed=1, quiet=True)
+    db = database.open_database(db_path(tmp_path, target), target)
+    mod = tvm.IRModule({"main": canonical(KEY)[0]})
+    ok = records_for(db, mod)[0]
+    db.commit_tuning_record(ms.database.TuningRecord(ok.trace, ok.workload, [1e10], target, ok.args_info))
+    assert measured(db, mod) == first.trials_after + 1 and len(records_for(db, mod)) == first.trials_after
+    again = tune(KEY, target, first.trials_after + 1, db_root=tmp_path, quiet=True)
+    assert again.trials_before == again.trials_after == first.trials_after + 1  # nothing measured
+
+
 def test_corrupt_and_foreign_records_are_reported_not_fatal(tuned_db, target, tmp_path):
     root, _ = tuned_db
     src = root / "znver4" if (root / "znver4").exists() else next(root.iterdir())

@@ -44,9 +44,19 @@ def db_path(db_root: str | Path, target: tvm.target.Target) -> Path:
 
 
 def records_for(db: ms.database.Database, mod: tvm.IRModule) -> list:
+    """The valid records of ``mod``, fastest first."""
     if not db.has_workload(mod):
         return []
     return list(db.get_top_k(db.commit_workload(mod), 1 << 30))
+
+
+def measured(db: ms.database.Database, mod: tvm.IRModule) -> int:
+    """Candidates of ``mod`` measured so far, failed ones included: what the trial budget counts (counting
+    only valid ones made every resume measure the failures' share again)."""
+    if not db.has_workload(mod):
+        return 0
+    workload = db.commit_workload(mod)
+    return sum(1 for r in db.get_all_tuning_records() if r.workload.same_as(workload))
 
 
 def best_us(records: list) -> float | None:
@@ -125,7 +135,7 @@ def tune(
 
 def _tune_locked(key, target, trials, path, mod, arrays, runner, seed, quiet, rpc) -> TuneResult:
     db = open_database(path, target)
-    before = len(records_for(db, mod))
+    before = measured(db, mod)
     remaining = trials - before
     if remaining > 0:
         callbacks = ms.measure_callback.MeasureCallback.create("default")
@@ -148,5 +158,4 @@ def _tune_locked(key, target, trials, path, mod, arrays, runner, seed, quiet, rp
                 num_tuning_cores=1,
                 seed=seed,
             )
-    records = records_for(db, mod)
-    return TuneResult(key, before, len(records), best_us(records), path)
+    return TuneResult(key, before, measured(db, mod), best_us(records_for(db, mod)), path)
