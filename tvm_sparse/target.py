@@ -74,6 +74,11 @@ def _x86_cpus() -> tuple[str, ...]:
     return tuple(n for n in names if "_" not in n)  # "icelake_server" etc. are aliases
 
 
+def is_cpu(name: str) -> bool:
+    """Whether LLVM knows ``name`` as an x86 CPU."""
+    return name in _x86_cpus()
+
+
 @cache
 def _cpu_isa(name: str) -> frozenset[str]:
     return frozenset(f for f in _llvm_cpu(name) if cpu.is_isa(f))

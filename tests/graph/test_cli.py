@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tvm_sparse.graph.cli import add_commands
@@ -72,3 +73,32 @@ def test_no_command_writes_over_its_input_or_its_own_outputs(argv, why, tiny_onn
         assert rc == 0
     else:
         assert rc == 2 and why in capsys.readouterr().err
+
+
+def test_unclear_errors_became_clear_ones(tiny_onnx, tmp_path, capsys):
+    """A sequence longer than the position table (was onnxruntime's 'Incompatible dimensions' or a TVM
+    broadcast dump), an int8 model with no Linear (was 'zip() argument 2 is longer'), --runs 0 (was an
+    IndexError)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tvm_sparse.cli import main
+    from tvm_sparse.graph.vocab import max_positions
+
+    limit = max_positions(onnx.load(str(tiny_onnx)))
+    assert limit
+    rc = main(["compile", str(tiny_onnx), "-o", str(tmp_path / "x.so"), "--seq-len", str(limit + 1)])
+    assert rc == 2 and f"longer than this model's {limit} position embeddings" in capsys.readouterr().err
+
+    table = numpy_helper.from_array(np.zeros((10, 4), np.float32), "word_embeddings")
+    graph = helper.make_graph([helper.make_node("Gather", ["word_embeddings", "input_ids"], ["h"])], "g",
+                              [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["b", "s", 4])], [table])
+    no_linear = tmp_path / "no_linear.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(no_linear))
+    rc = main(["compile", str(no_linear), "-o", str(tmp_path / "y.so"), "--seq-len", "8"])
+    assert rc == 2 and "no Linear layer" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit):
+        main(["bench", str(tmp_path / "x.so"), "--runs", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

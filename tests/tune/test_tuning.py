@@ -76,17 +76,21 @@ def test_corrupt_and_foreign_records_are_reported_not_fatal(tuned_db, target, tm
     good = records.read_text().splitlines()[0]
     foreign = json.loads(good)
     foreign[1][2] = {"kind": "cuda", "arch": "sm_90"}
+    other_cpu = json.loads(good)  # same kind, another CPU: its time says nothing about this one
+    other_cpu[1][2]["mcpu"] = "cascadelake" if src.name != "cascadelake" else "znver4"
     with records.open("a") as f:
         f.write('{"truncated": \n')
         f.write("[99, [1, 2, 3, 4]]\n")
         f.write(json.dumps(foreign) + "\n")
+        f.write(json.dumps(other_cpu) + "\n")
     with pytest.warns(database.RecordWarning):
         report = database.check(db, target)
     whys = " | ".join(report.rejected)
     assert "not JSON" in whys and "workload #99" in whys and "foreign record" in whys
+    assert f"tuned for CPU {other_cpu[1][2]['mcpu']!r}, in the records of {src.name!r}" in whys
     assert report.kept >= 1
     rejected = (db / (database.RECORDS + ".rejected")).read_text().splitlines()
-    assert len(rejected) == 3  # moved aside, not lost
+    assert len(rejected) == 4  # moved aside, not lost
     func, source = schedule(sparse_int8(32, 64, 64), KEY, target, [tmp_path])
     assert source.startswith("tuned")
 

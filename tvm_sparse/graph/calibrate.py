@@ -80,6 +80,9 @@ def calibrate(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], meth
     model = onnx.ModelProto.FromString(model.SerializeToString())
     inits = {i.name: i for i in model.graph.initializer}
     linears = find_linears(model)
+    if not linears:
+        raise GraphError("the model has no Linear layer (MatMul or Gemm with a constant weight): int8 has "
+                         "nothing to quantize; compile it with --fp32")
     inputs = {n.name: n.input[0] for n in model.graph.node}
     acts = sorted({inputs[lin.node] for lin in linears})
     outputs = {lin.node: _linear_output(model, lin, inits) for lin in linears}

@@ -15,6 +15,13 @@ from ..target import TARGET_HELP
 PRECISION_HELP = "int8 (default): static u8 x s8 quantization, calibrated; fp32: no quantization"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_shape(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, default=128, help="fixed sequence length L (default 128)")
     p.add_argument("--batch", type=int, default=1, help="fixed batch size B (default 1)")
@@ -109,7 +116,7 @@ def add_commands(subparsers) -> None:
                     "onnxruntime on that model in a separate process (thread pools must not compete).")
     p.add_argument("library", help="compiled .so")
     p.add_argument("--onnx", default=None, help="ONNX model to compare against with onnxruntime")
-    p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
+    p.add_argument("--runs", type=_positive, default=50, help="timed runs (default 50)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: the library's num-cores)")
     p.set_defaults(func=_cmd_bench)
 
@@ -131,7 +138,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--engines", default=",".join(_e2e().ENGINES),
                    help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all four), itrex")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per engine (default 50)")
+    p.add_argument("--runs", type=_positive, default=50, help="timed runs per engine (default 50)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     p.add_argument("--trials", type=int, default=0,
                    help="graph tuning trials per task at compile (default 0: shipped and --work-dir records)")

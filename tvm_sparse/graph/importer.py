@@ -183,6 +183,12 @@ def to_relax(model: onnx.ModelProto, batch: int, seq_len: int) -> tuple[tvm.IRMo
 
 def static_model(path_or_model: str | Path | onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelProto:
     """The ONNX model exactly as compiled (fixed shapes, folded, hidden state only), e.g. for onnxruntime."""
+    from .vocab import max_positions
+
     model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else load_onnx(path_or_model)
     check_supported(model)
+    limit = max_positions(model)
+    if limit is not None and seq_len > limit:
+        raise GraphError(f"--seq-len {seq_len} is longer than this model's {limit} position embeddings: "
+                         f"use --seq-len {limit} or less")
     return make_static(model, batch, seq_len)

@@ -10,7 +10,6 @@ import onnx
 
 from .importer import INPUT_NAMES
 
-
 # ops that pass index values through unchanged: an exporter may put them between an input and its
 # Gather (a Cast to int32 hid the vocabulary bound, and id = vocab read out of bounds)
 PASS_THROUGH = ("Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand")
@@ -32,3 +31,12 @@ def input_limits(model: onnx.ModelProto) -> dict[str, int]:
         if idx is not None and table in dims and dims[table]:
             limits[idx] = min(limits.get(idx, dims[table][0]), dims[table][0])
     return limits
+
+
+def max_positions(model: onnx.ModelProto) -> int | None:
+    """Rows of the model's position-embedding table (the longest sequence it can take), if it has one:
+    a 2-D initializer named like BERT's ``position_embeddings`` that a Gather reads."""
+    gathered = {n.input[0] for n in model.graph.node if n.op_type == "Gather" and n.input}
+    rows = [int(i.dims[0]) for i in model.graph.initializer
+            if "position_embeddings" in i.name and len(i.dims) == 2 and i.name in gathered]
+    return min(rows) if rows else None
