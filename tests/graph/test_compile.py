@@ -130,3 +130,46 @@ def test_default_schedule_parallelizes_and_vectorizes():
     text = func.script()
     assert "T.parallel" in text and "T.vectorized" in text
     assert func.attrs["tirx.is_scheduled"]
+
+
+def _half_padded(seed: int) -> dict[str, np.ndarray]:
+    feeds = tiny_feeds(seed)
+    feeds["attention_mask"][:, SEQ // 2:] = 0
+    return feeds
+
+
+@pytest.mark.parametrize("scales", ["static", "dynamic"])
+def test_int8_follows_the_attention_mask(tmp_path, scales):
+    """On a model whose attention decides its output (weights at std 0.5, half the tokens padding),
+    ignoring the mask moves the real tokens' states far beyond the tolerance (cosine 0.69, checked
+    against onnxruntime itself), so the int8 library matching the masked reference (0.993 and 0.997
+    here) proves the mask is applied. With BERT's usual init, ignoring the mask gave cosine 0.9999993:
+    the other tests' tolerance could not catch a mask bug."""
+    import tvm_sparse
+    from tvm_sparse.graph.export import build_bert
+    from tvm_sparse.graph.prune import prune_file
+
+    dense = build_bert("bert-tiny", tmp_path / "attn.onnx", seed=1, seq_len=SEQ, vocab_size=1000, init_std=0.5)
+    pruned = tmp_path / "attn_s90.onnx"
+    prune_file(dense, pruned, 0.9)
+    static = importer.static_model(pruned, 1, SEQ)
+    calib = calibrate.calibrate(static, [_half_padded(s) for s in range(8)])
+    if scales == "dynamic":
+        calib = calibrate.without_output_ranges(calib)
+    out = tmp_path / "attn_int8.so"
+    compile_model(importer.load_onnx(pruned), out,
+                  CompileOptions(batch=1, seq_len=SEQ, precision="int8", calibration=calib,
+                                 work_dir=tmp_path / "db", **UNTUNED), log=lambda *_: None)
+    feeds = _half_padded(7)
+    real = feeds["attention_mask"][0] == 1
+
+    def cos(a, b):
+        a, b = a.reshape(SEQ, -1)[real], b.reshape(SEQ, -1)[real]
+        return ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min()
+
+    ref = ort_reference(static, 1, SEQ, feeds)
+    unmasked = {**feeds, "attention_mask": np.ones_like(feeds["attention_mask"])}
+    assert cos(ort_reference(static, 1, SEQ, unmasked), ref) < 0.8  # the mask matters here
+    model = tvm_sparse.load(out)
+    assert cos(model(**feeds), ref) >= 0.985
+    assert cos(model(**unmasked), ref) < 0.8  # a library that ignored the mask fails the line above

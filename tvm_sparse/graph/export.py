@@ -87,11 +87,13 @@ def export_hf(model_dir: str | Path, out_path: str | Path, seq_len: int = 128) -
 
 
 def build_bert(config: str, out_path: str | Path, seed: int = 0, seq_len: int = 128,
-               vocab_size: int = 30522) -> Path:
+               vocab_size: int = 30522, init_std: float = 0.02) -> Path:
     """A BERT of a named shape (``BERT_CONFIGS``) with random weights, exported to ONNX.
 
     Biases and LayerNorm parameters are randomized too (the transformers init sets them to 0 and 1,
-    which would hide bias and scale bugs in tests).
+    which would hide bias and scale bugs in tests). ``init_std`` is the weights' standard deviation:
+    at BERT's 0.02 attention is near uniform and adds little to the residual stream, so ignoring the
+    attention mask changes almost nothing (cosine 0.9999); at 0.5 attention decides the output.
     """
     if config not in BERT_CONFIGS:
         raise GraphError(f"unknown BERT config {config!r}; choose one of {sorted(BERT_CONFIGS)}")
@@ -101,7 +103,7 @@ def build_bert(config: str, out_path: str | Path, seed: int = 0, seq_len: int = 
     torch.manual_seed(seed)
     cfg = transformers.BertConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=inter, max_position_embeddings=max(512, seq_len),
+        intermediate_size=inter, max_position_embeddings=max(512, seq_len), initializer_range=init_std,
     )
     model = transformers.BertModel(cfg, add_pooling_layer=False).eval()
     with torch.no_grad():
