@@ -43,7 +43,7 @@ def test_host_on_a_zen_guest():
 def test_host_target_runs_here():
     host = T.resolve("host")
     assert cpu.missing(sorted(T.isa(host))) == []
-    assert T.resolve() .export() == host.export() and T.resolve(None).export() == host.export()
+    assert T.resolve().export() == host.export() and T.resolve(None).export() == host.export()
 
 
 @pytest.mark.parametrize("spec", ["sapphirerapids", '{"kind": "llvm", "mcpu": "sapphirerapids"}',
@@ -57,6 +57,8 @@ def test_every_form_resolves_to_one_target(spec):
 @pytest.mark.parametrize("spec, why", [
     ("haswell", "AVX-512 VNNI"), ("sapphirerapidz", "unknown CPU"), ('{"kind": "llvm"', "not valid JSON"),
     ('{"kind": "cuda"}', "only LLVM CPU"), ("[1]", "unknown CPU"),
+    ('{"kind": "llvm", "mcpu": "znver4", "num-cores": 0}', "num-cores"),
+    ('{"kind": "llvm", "mcpu": "znver4", "num-cores": "two"}', "num-cores"),
 ])
 def test_bad_targets_are_refused_with_a_reason(spec, why):
     with pytest.raises(T.TargetError, match=why):

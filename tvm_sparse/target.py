@@ -92,12 +92,11 @@ def host_spec(flags: frozenset[str] | None = None, system: str | None = None) ->
 
     system = system or str(codegen.llvm_get_system_cpu())
     flags = cpu.cpu_flags() if flags is None else flags
-    host = cpu.Host(None if flags is None else frozenset(flags), _cpu_isa(system) if system in _x86_cpus() else
-                    frozenset())
+    host = cpu.Host(None if flags is None else frozenset(flags), _cpu_isa(system) if is_cpu(system) else frozenset())
     universe = set().union(*(_cpu_isa(n) for n in _x86_cpus()))
     have = {f for f in universe if host.has(f)}
     candidates = dict.fromkeys([system, *PRESETS, *_x86_cpus()])  # ties go to LLVM's own name
-    best = min((n for n in candidates if n in _x86_cpus()), key=lambda n: len(_cpu_isa(n) ^ have))
+    best = min((n for n in candidates if is_cpu(n)), key=lambda n: len(_cpu_isa(n) ^ have))
     mattr = sorted(f"+{f}" for f in have - _cpu_isa(best)) + sorted(f"-{f}" for f in _cpu_isa(best) - have)
     return best, tuple(mattr)
 
@@ -129,11 +128,12 @@ def resolve(spec: str | dict | tvm.target.Target | None = "host", num_cores: int
     if mcpu in (None, "", "native"):  # JSON without a CPU: this one's
         host, mattr = host_spec()
         out["mcpu"], out["mattr"] = host, list(mattr) + list(out.get("mattr", []))
-    elif mcpu not in _x86_cpus():
+    elif not is_cpu(str(mcpu)):
         raise TargetError(f"unknown CPU {mcpu!r} in target {spec!r}: {TARGET_HELP}")
-    out["num-cores"] = int(num_cores or out.get("num-cores") or 1)
-    if out["num-cores"] < 1:
-        raise TargetError(f"num-cores must be at least 1, got {out['num-cores']}")
+    cores = num_cores if num_cores is not None else out.get("num-cores", 1)
+    if not (isinstance(cores, int) and cores >= 1):
+        raise TargetError(f"num-cores must be a whole number of at least 1, got {cores!r}")
+    out["num-cores"] = cores
     try:
         target = tvm.target.Target(out)
     except Exception as err:  # noqa: BLE001  (TVM's own error types)
@@ -163,7 +163,7 @@ def nearest_cpu(target: tvm.target.Target, names: list[str]) -> str | None:
     """Of CPUs ``names`` (mcpu values, e.g. the ones records exist for), the one whose instruction sets
     are nearest ``target``'s: fewest features one has and the other lacks. Unknown names are skipped."""
     mine = isa(target)
-    known = [n for n in names if n in _x86_cpus()]
+    known = [n for n in names if is_cpu(n)]
     return min(known, key=lambda n: (len(_cpu_isa(n) ^ mine), n)) if known else None
 
 

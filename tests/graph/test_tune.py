@@ -79,3 +79,30 @@ def test_a_damaged_graph_database_is_repaired_not_fatal(tmp_path, target):
         again = tune.open_database(tmp_path, target)
     assert len(again.get_top_k(again.commit_workload(Task.dispatched[0]), 5)) == 1
     assert "trunc" in (tmp_path / (RECORDS + ".rejected")).read_text()
+
+
+def test_tune_command_tunes_the_kernels_its_graph_uses(tiny_pruned, tmp_path):
+    """'tvm-sparse tune --kernel-trials N' records every kernel the graph's swap asks for, in the
+    work dir's folder for this CPU, where compile looks first."""
+    from tvm_sparse.cli import main
+    from tvm_sparse.target import mcpu_of, resolve
+    from tvm_sparse.tune.apply import requested_kernels
+    from tvm_sparse.tune.tuner import db_path, measured
+    from tvm_sparse.tune.workload import canonical
+
+    from .conftest import SEQ
+
+    work = tmp_path / "work"
+    assert main(["tune", str(tiny_pruned), "--seq-len", str(SEQ), "--kernel-trials", "1", "--trials", "0",
+                 "--work-dir", str(work)]) == 0
+    target = resolve()
+    assert (work / mcpu_of(target) / "database_workload.json").is_file()
+    from tvm_sparse.graph import calibrate, importer, rewrite
+
+    static = importer.static_model(tiny_pruned, 1, SEQ)
+    calib = calibrate.calibrate(static, calibrate.random_samples(static, 1, SEQ))
+    mod, _ = importer.to_relax(static, 1, SEQ)
+    with requested_kernels() as keys:
+        rewrite.swap_linears(mod, "int8", target, calib=calib, names=rewrite.names_from_onnx(static))
+    db = tune.open_database(db_path(work, target), target)
+    assert keys and all(measured(db, tvm.IRModule({"main": canonical(k)[0]})) >= 1 for k in set(keys))

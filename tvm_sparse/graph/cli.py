@@ -74,12 +74,16 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "tune", help="tune a model's operators into a database (resumable)",
         description="MetaSchedule-tunes every operator of the compiled graph that the kernel library does "
-                    "not provide, storing records in --work-dir. Run again to resume; 'compile' reuses the "
-                    "records. Example: tvm-sparse tune bert90.onnx --seq-len 128 --trials 64")
+                    "not provide (and with --kernel-trials, the kernels too), storing records in "
+                    "--work-dir/<cpu>/. Run again to resume; 'compile' with the same --work-dir reuses them. "
+                    "Example: tvm-sparse tune bert90.onnx --seq-len 128 --kernel-trials 6 --trials 32")
     p.add_argument("model", help="ONNX model")
     _add_shape(p)
     _add_precision(p)
     _add_tuning(p, default_trials=32)
+    p.add_argument("--kernel-trials", type=int, default=0,
+                   help="first tune every sparse and dense kernel the graph uses up to this many trials each "
+                        "(the sparse design space has 6 points; default 0: kernels keep their records)")
     _add_calibration(p)
     p.set_defaults(func=_cmd_tune)
 
@@ -254,15 +258,30 @@ def _options(args):
 
 def _cmd_tune(args) -> None:
     from ..tune import records
-    from . import importer, rewrite, tune
+    from ..tune.apply import requested_kernels
+    from ..tune.tuner import tune as tune_kernel
+    from . import fuse_norm, importer, rewrite, tune
 
     model, opts = _options(args)
     target = opts.target
     static = importer.static_model(model, args.batch, args.seq_len)
     mod, _ = importer.to_relax(static, args.batch, args.seq_len)
-    mod, _ = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
-                                  names=rewrite.names_from_onnx(static), database=str(args.work_dir))
-    tune.tune(mod, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
+
+    def swap():
+        return rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
+                                    names=rewrite.names_from_onnx(static), database=str(args.work_dir))[0]
+
+    if args.kernel_trials > 0:  # the kernels this graph uses first: the graph's own swap says which
+        with requested_kernels() as keys:
+            swap()
+        keys = list(dict.fromkeys(keys))
+        for i, key in enumerate(keys, 1):
+            res = tune_kernel(key, target, args.kernel_trials, db_root=args.work_dir, quiet=True)
+            print(f"[kernel {i}/{len(keys)}] {key.name}: {res.trials_after} trials, best {res.best_us or 0:.1f} us",
+                  flush=True)
+    if args.trials > 0:
+        swapped, _ = fuse_norm.fuse_add_layer_norm(swap())  # as compile does: tune what compile builds
+        tune.tune(swapped, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
 
 
 def _cmd_compile(args) -> None:

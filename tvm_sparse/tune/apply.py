@@ -9,6 +9,7 @@ tuning run (nothing ships untuned).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -69,6 +70,21 @@ def _mean(rec) -> float:
     return sum(secs) / len(secs) if secs else float("inf")
 
 
+_requested: list[KernelKey] | None = None
+
+
+@contextlib.contextmanager
+def requested_kernels():
+    """Collect the keys of every kernel ``schedule`` is asked for inside (e.g. by a graph's Linear swap),
+    to tune them; the functions come back unscheduled, and nothing is tuned or looked up meanwhile."""
+    global _requested
+    outer, _requested = _requested, []
+    try:
+        yield _requested
+    finally:
+        _requested = outer
+
+
 def schedule(
     func: tirx.PrimFunc,
     key: KernelKey,
@@ -76,6 +92,9 @@ def schedule(
     roots: list[Path] | None = None,
 ) -> tuple[tirx.PrimFunc, str]:
     """``func`` scheduled (and narrowed) for ``target``; also says where the schedule came from."""
+    if _requested is not None:
+        _requested.append(key)
+        return func, "requested"
     roots = database_roots() if roots is None else roots
     rec = best_record(key, target, roots)
     if rec is None and not key.sparse:
