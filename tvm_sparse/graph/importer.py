@@ -178,7 +178,31 @@ def to_relax(model: onnx.ModelProto, batch: int, seq_len: int) -> tuple[tvm.IRMo
         )
     except Exception as err:
         raise UnsupportedModelError(f"TVM's ONNX importer failed on this model: {err}") from err
-    return mod, names
+    return clip_table_lookups(mod), names
+
+
+def clip_table_lookups(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every lookup in a constant table (embeddings) clamps its index: ONNX's Gather imports as
+    ``take(mode="fast")``, which reads out of bounds on an out-of-range id. The runtime refuses such ids
+    with a clear error where it knows the table's size (``vocab.input_limits``); this makes the compiled
+    code safe whatever the exporter put before the Gather and whatever the metadata says. One clamp per
+    token: free."""
+    from tvm import relax
+
+    take = tvm.ir.Op.get("relax.take")
+
+    @relax.expr_functor.mutator
+    class Clip(relax.PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if call.op.same_as(take) and call.attrs.mode == "fast" and isinstance(call.args[0], tvm.ir.expr.Constant):
+                return relax.op.take(call.args[0], call.args[1], axis=call.attrs.axis, mode="clip")
+            return call
+
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = Clip().visit_expr(func)
+    return mod
 
 
 def static_model(path_or_model: str | Path | onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelProto:
