@@ -106,3 +106,25 @@ def test_tune_command_tunes_the_kernels_its_graph_uses(tiny_pruned, tmp_path):
         rewrite.swap_linears(mod, "int8", target, calib=calib, names=rewrite.names_from_onnx(static))
     db = tune.open_database(db_path(work, target), target)
     assert keys and all(measured(db, tvm.IRModule({"main": canonical(k)[0]})) >= 1 for k in set(keys))
+
+
+def test_graph_tuning_holds_its_database_lock(tmp_path, target, monkeypatch):
+    """Two compiles sharing a --work-dir interleaved their appends (MetaSchedule numbers workloads by
+    line) and broke the database for good: graph tuning writes only while holding the folder's lock."""
+    import fcntl
+
+    held = []
+
+    def fake_locked(tasks, target_, work_dir, per_task, log):
+        with open(work_dir / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+            except BlockingIOError:
+                held.append(True)  # another holder: the tuner itself
+        return None
+
+    monkeypatch.setattr(tune, "extract", lambda mod, target_: [])
+    monkeypatch.setattr(tune, "_tune_locked", fake_locked)
+    tune.tune(tvm.IRModule(), target, tmp_path / "graph", 1)
+    assert held == [True]
