@@ -37,7 +37,7 @@ def _cmd_bench_kernel(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(d, indent=2) + "\n")
-    return 0 if res.exact and res.vnni_in_asm else 1
+    return 0 if res.exact and res.vnni_in_asm and res.dense_amx_exact is not False else 1
 
 
 def _cmd_tune_kernel(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from ..target import mcpu_of
 from ..tune.apply import database_roots, schedule
 from ..tune.tuner import tune
 from ..tune.workload import KernelKey, sparsity_bucket
-from .peak import vnni_peak_macs
+from .peak import amx_peak_macs, vnni_peak_macs
 
 BERT_SHAPES = [(768, 768), (768, 3072), (3072, 768), (256, 256), (256, 1024), (1024, 256),
                (1024, 1024), (1024, 4096), (4096, 1024)]  # (K, N): bert-base first, then mini, large
@@ -53,6 +53,12 @@ class KernelBench:
     vnni_peak_fraction: float
     peak_gmacs: float
     schedules: dict
+    # AMX (None where the target or this CPU has none, or the shape does not tile whole)
+    dense_amx_us: float | None = None
+    dense_amx_exact: bool | None = None
+    speedup_vs_dense_amx: float | None = None  # the sparse int8 [K, M] kernel against dense AMX
+    amx_peak_fraction: float | None = None  # dense AMX MACs/s over the measured tdpbusd peak
+    amx_peak_gmacs: float | None = None
 
 
 def _time_us(lib: tvm.runtime.Module, args: list) -> float:
@@ -119,14 +125,23 @@ def bench_kernel(
     ref_f = (wf @ xf + bias[:, None])
     fp32_err = float(np.abs(args_f[-1].numpy() - ref_f).max() / max(1e-30, np.abs(ref_f).max()))
 
+    runs = {"t": (lib_t, args_t), "mk": (lib_mk, args_mk), "dense": (lib_d, args_d), "fp32": (lib_f, args_f)}
+    amx = _dense_amx(m, k, n, x, w, ref, target)
+    if amx is not None:
+        runs["amx"] = amx[:2]
     # time each kernel in turn, twice, keeping the better: the ratios come from the same minutes
-    times = {"t": [], "mk": [], "dense": [], "fp32": []}
+    times = {key: [] for key in runs}
     for _ in range(2):
-        times["t"].append(_time_us(lib_t, args_t))
-        times["mk"].append(_time_us(lib_mk, args_mk))
-        times["dense"].append(_time_us(lib_d, args_d))
-        times["fp32"].append(_time_us(lib_f, args_f))
+        for key, (lib, args) in runs.items():
+            times[key].append(_time_us(lib, args))
     best = {key: min(v) for key, v in times.items()}
+    amx_fields = {}
+    if amx is not None:
+        amx_peak = amx_peak_macs(target, threads)
+        amx_fields = {"dense_amx_us": best["amx"], "dense_amx_exact": amx[2],
+                      "speedup_vs_dense_amx": best["amx"] / best["t"],
+                      "amx_peak_fraction": float(m * k * n / (best["amx"] * 1e-6) / amx_peak),
+                      "amx_peak_gmacs": amx_peak / 1e9}
     asm = lib_t.inspect_source("asm")
     peak = vnni_peak_macs(target, threads)
     nnz_macs = bsr4x1.block_mask(w).sum() * 4 * m
@@ -140,7 +155,27 @@ def bench_kernel(
         vnni_in_asm="vpdpbusd" in asm,
         vnni_peak_fraction=float(nnz_macs / (best["t"] * 1e-6) / peak), peak_gmacs=peak / 1e9,
         schedules={"sparse_int8": src_t, "sparse_int8_mk": src_mk, "dense_int8": src_d, "sparse_fp32": src_f},
+        **amx_fields,
     )
+
+
+def _dense_amx(m: int, k: int, n: int, x: np.ndarray, w: np.ndarray, ref: np.ndarray, target: tvm.target.Target):
+    """(library, args, exact) of the dense AMX kernel, or None where it cannot run here."""
+    from ..kernels.amx import FEATURES, dense_amx, fits
+    from ..runtime import cpu
+    from ..runtime.amx import AMXUnavailableError, request_permission
+    from ..target import isa
+
+    if not set(FEATURES) <= isa(target) or cpu.missing(list(FEATURES)) or not fits(m, k, n):
+        return None
+    try:
+        request_permission()
+    except AMXUnavailableError:
+        return None
+    lib = pipeline.build(tvm.IRModule({"main": dense_amx(m, k, n)}), target)
+    args = [tvm.runtime.tensor(a) for a in (x, pack_dense(w), np.zeros((m, n), np.int32))]
+    lib(*args)
+    return lib, args, bool(np.array_equal(args[-1].numpy(), ref))
 
 
 def as_dict(result: KernelBench) -> dict:

@@ -46,3 +46,44 @@ def vnni_peak_macs(target: tvm.target.Target, threads: int = 1) -> float:
     ]
     secs = min(lib.time_evaluator(lib.entry_name, dev, number=3, repeat=5)(*args).results)
     return ACCUMULATORS * ITERS * MACS_PER_VPDPBUSD / secs * threads
+
+
+AMX_ITERS = 100_000
+MACS_PER_TDPBUSD = 16 * 16 * 64
+
+
+def _amx_peak_func():
+    from ..kernels import amx
+
+    @T.prim_func
+    def func(cfg: T.Buffer((64,), "uint8"), a: T.Buffer((2048,), "uint8"), b: T.Buffer((2048,), "int8"),
+             out: T.Buffer((1024,), "int32")):
+        T.evaluate(amx.ldtilecfg(T.address_of(cfg[0])))
+        for t in T.unroll(4):
+            T.evaluate(amx.tilezero(t))
+        for t in T.unroll(2):
+            T.evaluate(amx.tileload(4 + t, T.address_of(a[t * 1024]), 64))
+            T.evaluate(amx.tileload(6 + t, T.address_of(b[t * 1024]), 64))
+        for _ in range(AMX_ITERS):  # 4 independent accumulators: the 2 x 2 blocking the kernels use
+            for t in T.unroll(4):
+                T.evaluate(amx.tdpbusd(t, 4 + t // 2, 6 + t % 2))
+        for t in T.unroll(4):
+            T.evaluate(amx.tilestore(t, T.address_of(out[t * 256]), 64))
+        T.evaluate(amx.tilerelease())
+
+    return func
+
+
+def amx_peak_macs(target: tvm.target.Target, threads: int = 1) -> float:
+    """Peak u8 x s8 multiply-accumulates per second of ``threads`` cores' AMX units, measured the same
+    way: ``tdpbusd`` on 4 independent accumulator tiles, no memory traffic."""
+    from ..kernels.amx import tile_config
+    from ..runtime.amx import request_permission
+
+    request_permission()
+    lib = tvm.tirx.build(_amx_peak_func(), target=target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(a, dev) for a in (tile_config(), np.ones(2048, np.uint8), np.ones(2048, np.int8),
+                                                  np.zeros(1024, np.int32))]
+    secs = min(lib.time_evaluator(lib.entry_name, dev, number=3, repeat=5)(*args).results)
+    return 4 * AMX_ITERS * MACS_PER_TDPBUSD / secs * threads

@@ -117,7 +117,8 @@ class _Rewriter:
         layout = ("_from_km" if layer.in_transposed else "") + ("_to_nm_u8" if layer.out_quant else "")
         layout += "_natural" if layer.out_quant and not layer.out_swizzled else ""
         layout += "_to_nm" if layer.out_transposed else ""
-        tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{'_gelu' if layer.gelu else ''}"
+        unit = "_amx" if func.attrs.get("tvm_sparse.amx", False) else ""
+        tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{unit}{'_gelu' if layer.gelu else ''}"
                f"_m{m}_n{n}_k{k}{layout}")
         # the module symbol must be unique: a TE func is called "main"; same-shape kernels share one
         gv = self.bb.add_func(func.with_attr("global_symbol", f"linear_{tag}"), f"linear_{tag}")

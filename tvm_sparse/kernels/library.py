@@ -15,6 +15,9 @@ import tvm
 from tvm import tirx
 
 from ..format import bsr4x1
+from .amx import FEATURES as AMX_FEATURES
+from .amx import dense_amx
+from .amx import fits as amx_fits
 from .dense_int8 import dense_int8, pack_dense
 from .epilogue import Epilogue
 from .sparse_fp32 import sparse_fp32
@@ -79,7 +82,7 @@ def kernel_key(layer: LinearLayer, m: int):
     return KernelKey(kind, m, k, n, bucket, transposed=layer.in_transposed)
 
 
-def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
+def linear_func(layer: LinearLayer, m: int, amx: bool = False) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
     """The unscheduled kernel and its constants for ``layer`` at ``m`` tokens; None for dense fp32,
     which stays an ordinary Relax matmul (MetaSchedule tunes it with the rest of the graph)."""
     n, k = layer.weight.shape
@@ -119,7 +122,8 @@ def linear_func(layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndar
         if qout is not None:
             consts.append(qout)
         return func, consts
-    return dense_int8(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
+    dense = dense_amx if amx and amx_fits(m, k, n) else dense_int8
+    return dense(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
 
 
 def build_linear(
@@ -127,13 +131,18 @@ def build_linear(
 ) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
     """A scheduled kernel ``func(X, *consts, Y)`` (X fp32 [m, K], Y fp32 [m, N]) and its constants.
 
-    Schedules come from ``database`` (if given), ``tuning_logs/`` and the shipped ``schedules/``.
+    Schedules come from ``database`` (if given), ``tuning_logs/`` and the shipped ``schedules/``. A dense int8
+    layer runs on AMX tiles where the target has them (4.4x the tuned VNNI kernel at 128x768x3072 on a
+    Sapphire Rapids core); that kernel is written scheduled.
     """
+    from ..target import isa
     from ..tune.apply import database_roots, schedule
 
-    built = linear_func(layer, m)
+    built = linear_func(layer, m, amx=set(AMX_FEATURES) <= isa(target))
     if built is None:
         return None
     func, consts = built
+    if func.attrs is not None and func.attrs.get("tvm_sparse.amx", False):
+        return func, consts
     scheduled, _source = schedule(func, kernel_key(layer, m), target, database_roots([database] if database else []))
     return scheduled, consts

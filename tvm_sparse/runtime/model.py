@@ -61,6 +61,13 @@ class Model:
         if check_cpu:
             cpu.check(self.metadata.target_features,
                       what=f"{self.path.name} (compiled for {self.metadata.target.get('mcpu', '?')})")
+        if "amx-tile" in self.metadata.target_features:  # AMX code faults until Linux grants the tiles
+            from .amx import AMXUnavailableError, request_permission
+
+            try:
+                request_permission()
+            except AMXUnavailableError as err:
+                raise LibraryError(f"{self.path.name} was compiled for AMX: {err}") from None
         # TVM's pool defaults to 1 thread on some machines: use what the library was tuned for
         os.environ.setdefault("TVM_NUM_THREADS", str(self.metadata.target.get("num-cores", 1)))
         import tvm

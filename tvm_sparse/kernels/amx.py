@@ -1,0 +1,143 @@
+"""AMX (Sapphire Rapids' tile units) in TensorIR: LLVM's AMX intrinsics and a dense u8 x s8 -> s32 GEMM.
+
+TVM 0.27 has no AMX helpers, but its LLVM has the intrinsics, callable from TIR: ``ldtilecfg`` (the tile
+shapes), ``tilezero``, ``tileloadd64``, ``tdpbusd``, ``tilestored64``, ``tilerelease``. Tile numbers are
+immediates (``T.int8``). One ``tdpbusd`` multiplies a 16x64 u8 tile by a 64x16 s8 tile into a 16x16 s32
+tile: 16384 multiply-accumulates, against 64 for one ``vpdpbusd``. Linux hands a process the tile state
+only after it asks (``runtime.amx.request_permission``), once, before the first tile instruction.
+
+The B tile layout is ``pack_dense``'s: ``Wp[n/16, k/4, 16, 4]`` puts, for 16 output channels, 4 consecutive
+input channels of each side by side, which is one B-tile row; 16 consecutive rows (64 input channels)
+are 1024 contiguous bytes, one tile at a stride of 64 bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import tirx
+from tvm.script import tirx as T
+
+from . import epilogue as ep
+from .epilogue import Epilogue
+from .signature import keep_params
+
+TILE_ROWS = 16  # rows of every tile used here
+TILE_BYTES = 64  # bytes per tile row: 64 u8 / s8, or 16 s32
+K_STEP = 64  # input channels one tdpbusd consumes
+ACC_M, ACC_N = 2, 2  # accumulator tiles per block: tmm0..3 = C[2 x 2], tmm4..5 = A, tmm6..7 = B
+
+
+def tile_config() -> np.ndarray:
+    """The 64-byte ``ldtilecfg`` operand: palette 1, tiles 0-7 all 16 rows x 64 bytes."""
+    cfg = np.zeros(64, np.uint8)
+    cfg[0] = 1
+    for t in range(8):
+        cfg[16 + 2 * t: 18 + 2 * t] = np.frombuffer(np.uint16(TILE_BYTES).tobytes(), np.uint8)
+        cfg[48 + t] = TILE_ROWS
+    return cfg
+
+
+def _intrin(name: str, *args):
+    return T.call_llvm_intrin("void", f"llvm.x86.{name}", *args)
+
+
+def ldtilecfg(ptr):
+    return _intrin("ldtilecfg", ptr)
+
+
+def tilezero(tile: int):
+    return _intrin("tilezero", T.int8(tile))
+
+
+def tileload(tile: int, ptr, stride_bytes: int):
+    return _intrin("tileloadd64", T.int8(tile), ptr, T.int64(stride_bytes))
+
+
+def tdpbusd(acc: int, a: int, b: int):
+    return _intrin("tdpbusd", T.int8(acc), T.int8(a), T.int8(b))
+
+
+def tilestore(tile: int, ptr, stride_bytes: int):
+    return _intrin("tilestored64", T.int8(tile), ptr, T.int64(stride_bytes))
+
+
+def tilerelease():
+    return _intrin("tilerelease")
+
+
+FEATURES = ("amx-tile", "amx-int8")  # LLVM's names: what a target needs for these kernels
+
+
+def fits(m: int, k: int, n: int) -> bool:
+    """Whether ``dense_amx`` takes this shape (whole 32 x 32 blocks, whole 64-channel steps)."""
+    return m % (ACC_M * TILE_ROWS) == 0 and n % (ACC_N * TILE_ROWS) == 0 and k % K_STEP == 0
+
+
+def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantize_input: bool = False
+              ) -> tirx.PrimFunc:
+    """``Y[m, n] = epilogue(X[m, k] @ W[n, k]^T)`` (u8 x s8 -> s32) on AMX tiles: ``dense_int8``'s contract,
+    parameters and weight packing (``pack_dense``), so either serves a dense Linear.
+
+    Blocks of 32 tokens x 32 output channels: 2 x 2 accumulator tiles, each A and B tile used twice. The
+    parallel loop runs over output-channel blocks, each streaming its weight slab once per token block;
+    a block's accumulators go to a 4 KiB scratch (on the stack) and through the epilogue straight away.
+    ``quantize_input``: X is fp32, quantized to u8 first (one pass, in parallel over tokens). The tile
+    configuration is per thread, so each parallel iteration loads it. Shapes must tile whole. Written
+    already scheduled: its loops are the schedule."""
+    bm, bn = ACC_M * TILE_ROWS, ACC_N * TILE_ROWS
+    if not fits(m, k, n):
+        raise ValueError(f"dense_amx needs m % {bm} == n % {bn} == k % {K_STEP} == 0, got m={m} k={k} n={n}")
+    kc, k4, nt, lanes = k // K_STEP, k // 4, n // TILE_ROWS, 16
+    out_dtype = epilogue.out_dtype
+    x_dtype = "float32" if quantize_input else "uint8"
+
+    @T.prim_func(s_tir=True)
+    def func(x: T.handle, qin: T.handle, w: T.handle, scale: T.handle, corr: T.handle, bias: T.handle,
+             qout: T.handle, y: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "tvm_sparse.amx": True})
+        X = T.match_buffer(x, (m, k), x_dtype)
+        Qin = T.match_buffer(qin, (2,), "float32")
+        Wp = T.match_buffer(w, (nt, k4, 16, 4), "int8")
+        Scale = T.match_buffer(scale, (n,), "float32")
+        Corr = T.match_buffer(corr, (n,), "int32")
+        Bias = T.match_buffer(bias, (n,), "float32")
+        Qout = T.match_buffer(qout, (2,), "float32")
+        Y = T.match_buffer(y, (m, n), out_dtype)
+        Xq = T.alloc_buffer((m, k), "uint8")
+        for i in T.parallel(m):
+            for c in range(k // lanes):
+                for v in T.vectorized(lanes):
+                    Xq[i, c * lanes + v] = ep.to_u8(X[i, c * lanes + v], Qin, quantize_input)
+        for jb in T.parallel(n // bn):
+            cfg = T.alloc_buffer((64,), "uint8")
+            for i in T.unroll(64):  # tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
+                cfg[i] = T.uint8(0)
+            cfg[0] = T.uint8(1)
+            for t in T.unroll(8):
+                cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
+                cfg[48 + t] = T.uint8(TILE_ROWS)
+            T.evaluate(ldtilecfg(T.address_of(cfg[0])))
+            for ib in range(m // bm):
+                acc = T.alloc_buffer((bm, bn), "int32")
+                for t in T.unroll(ACC_M * ACC_N):
+                    T.evaluate(tilezero(t))
+                for c in range(kc):
+                    for a in T.unroll(ACC_M):
+                        T.evaluate(tileload(4 + a, T.address_of(Xq[ib * bm + a * TILE_ROWS, c * K_STEP]), k))
+                    for b in T.unroll(ACC_N):
+                        T.evaluate(tileload(6 + b, T.address_of(Wp[jb * ACC_N + b, c * 16, 0, 0]), TILE_BYTES))
+                    for a in T.unroll(ACC_M):
+                        for b in T.unroll(ACC_N):
+                            T.evaluate(tdpbusd(a * ACC_N + b, 4 + a, 6 + b))
+                for a in T.unroll(ACC_M):
+                    for b in T.unroll(ACC_N):
+                        T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
+                                             bn * 4))
+                for i in range(bm):
+                    for j in T.vectorized(bn):
+                        Y[ib * bm + i, jb * bn + j] = ep.apply(epilogue, acc[i, j], jb * bn + j,
+                                                               ep.buffers(Scale, Corr, Bias, Qout))
+            T.evaluate(tilerelease())
+
+    names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + epilogue.param_names() + ["Y"]
+    return keep_params(func, names)
