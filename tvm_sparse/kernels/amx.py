@@ -103,11 +103,13 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, (m, n), out_dtype)
-        Xq = T.alloc_buffer((m, k), "uint8")
+        # A tiles stored whole (1 KiB contiguous each): tile loads stream instead of striding rows
+        Xq = T.alloc_buffer((m // TILE_ROWS, kc, TILE_ROWS, K_STEP), "uint8")
         for i in T.parallel(m):
             for c in range(k // lanes):
                 for v in T.vectorized(lanes):
-                    Xq[i, c * lanes + v] = ep.to_u8(X[i, c * lanes + v], Qin, quantize_input)
+                    Xq[i // TILE_ROWS, c // 4, i % TILE_ROWS, c % 4 * lanes + v] = ep.to_u8(
+                        X[i, c * lanes + v], Qin, quantize_input)
         for jb in T.parallel(n // bn):
             cfg = T.alloc_buffer((64,), "uint8")
             for i in T.unroll(64):  # tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
@@ -121,14 +123,15 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
                 acc = T.alloc_buffer((bm, bn), "int32")
                 for t in T.unroll(ACC_M * ACC_N):
                     T.evaluate(tilezero(t))
-                for c in range(kc):
-                    for a in T.unroll(ACC_M):
-                        T.evaluate(tileload(4 + a, T.address_of(Xq[ib * bm + a * TILE_ROWS, c * K_STEP]), k))
-                    for b in T.unroll(ACC_N):
-                        T.evaluate(tileload(6 + b, T.address_of(Wp[jb * ACC_N + b, c * 16, 0, 0]), TILE_BYTES))
-                    for a in T.unroll(ACC_M):
-                        for b in T.unroll(ACC_N):
-                            T.evaluate(tdpbusd(a * ACC_N + b, 4 + a, 6 + b))
+                for c in range(kc):  # each load just before its first use: loads overlap the products
+                    T.evaluate(tileload(4, T.address_of(Xq[ib * ACC_M, c, 0, 0]), TILE_BYTES))
+                    T.evaluate(tileload(6, T.address_of(Wp[jb * ACC_N, c * 16, 0, 0]), TILE_BYTES))
+                    T.evaluate(tdpbusd(0, 4, 6))
+                    T.evaluate(tileload(7, T.address_of(Wp[jb * ACC_N + 1, c * 16, 0, 0]), TILE_BYTES))
+                    T.evaluate(tdpbusd(1, 4, 7))
+                    T.evaluate(tileload(5, T.address_of(Xq[ib * ACC_M + 1, c, 0, 0]), TILE_BYTES))
+                    T.evaluate(tdpbusd(2, 5, 6))
+                    T.evaluate(tdpbusd(3, 5, 7))
                 for a in T.unroll(ACC_M):
                     for b in T.unroll(ACC_N):
                         T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
