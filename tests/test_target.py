@@ -81,3 +81,11 @@ def test_nearest_cpu_stays_in_the_family():
     assert T.nearest_cpu(T.resolve("emeraldrapids"), names) == "sapphirerapids"
     assert T.nearest_cpu(T.resolve("znver5"), names) == "znver4"
     assert T.nearest_cpu(T.resolve("znver5"), ["not-a-cpu"]) is None
+
+
+def test_the_sparse_dense_crossover_is_per_target():
+    """Dense Linears run on AMX where the target has it, so sparse must win by more there."""
+    from tvm_sparse.graph.policy import AMX_SPARSE_THRESHOLD, SPARSE_THRESHOLD, sparse_threshold
+
+    assert sparse_threshold(T.resolve("sapphirerapids")) == AMX_SPARSE_THRESHOLD > SPARSE_THRESHOLD
+    assert sparse_threshold(T.resolve("znver4")) == sparse_threshold(T.resolve("cascadelake")) == SPARSE_THRESHOLD

@@ -26,7 +26,7 @@ from ..tune.apply import UntunedWarning
 from . import calibrate, fuse_norm, importer, rewrite, tune
 from .errors import GraphError
 from .linear import is_scheduled
-from .policy import SPARSE_THRESHOLD
+from .policy import sparse_threshold
 from .vocab import input_limits
 
 
@@ -110,7 +110,7 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
         target=to_json(target),
         target_features=sorted(isa(target)),
         precision=opts.precision,
-        threshold=opts.threshold if opts.threshold is not None else SPARSE_THRESHOLD,
+        threshold=opts.threshold if opts.threshold is not None else sparse_threshold(target),
         layers=rewrite.layer_dicts(layers),
         library=out.name,
         sha256=_sha256(out),

@@ -25,7 +25,7 @@ from ..kernels.sparse_int8 import padded_m
 from .calibrate import ActQuant, weight_key
 from .errors import GraphError
 from .linear import build
-from .policy import use_sparse
+from .policy import sparse_threshold, use_sparse
 
 PRECISIONS = ("int8", "fp32")
 
@@ -72,7 +72,8 @@ class _Rewriter:
             raise GraphError("int8 needs calibration parameters (calibrate.calibrate)")
         self.bb = relax.BlockBuilder(mod)
         self.precision, self.target, self.calib = precision, target, calib or {}
-        self.names, self.threshold, self.database = names, threshold, database
+        self.names, self.database = names, database
+        self.threshold = sparse_threshold(target) if threshold is None else threshold
         self.layers: list[LayerChoice] = []
         self.calls: list[tuple[tvm.ir.expr.Constant, LinearLayer, LayerChoice]] = []
         self.attention = 0  # attention cores fused into the int8 kernel
