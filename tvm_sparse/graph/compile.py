@@ -1,7 +1,8 @@
 """Whole model -> ONE shared library (``.so``) plus a JSON metadata file beside it.
 
 Pipeline: import (fixed B, L) -> swap Linears for kernels -> tune the rest (MetaSchedule) -> legalize,
-fuse, apply the database -> refuse anything left unscheduled -> build -> ``export_library``.
+fuse, apply the records (this CPU's, else the nearest CPU's) -> hand or default schedules for what none
+covers, with a warning -> build -> ``export_library``.
 """
 
 from __future__ import annotations
