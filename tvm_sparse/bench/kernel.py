@@ -161,12 +161,11 @@ def bench_kernel(
 
 def _dense_amx(m: int, k: int, n: int, x: np.ndarray, w: np.ndarray, ref: np.ndarray, target: tvm.target.Target):
     """(library, args, exact) of the dense AMX kernel, or None where it cannot run here."""
-    from ..kernels.amx import FEATURES, dense_amx, fits
+    from ..kernels.amx import FEATURES, dense_amx, fits, targets_amx
     from ..runtime import cpu
     from ..runtime.amx import AMXUnavailableError, request_permission
-    from ..target import isa
 
-    if not set(FEATURES) <= isa(target) or cpu.missing(list(FEATURES)) or not fits(m, k, n):
+    if not targets_amx(target) or cpu.missing(list(FEATURES)) or not fits(m, k, n):
         return None
     try:
         request_permission()

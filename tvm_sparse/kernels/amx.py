@@ -68,6 +68,13 @@ def tilerelease():
 FEATURES = ("amx-tile", "amx-int8")  # LLVM's names: what a target needs for these kernels
 
 
+def targets_amx(target) -> bool:
+    """Whether code built for ``target`` may use these kernels (its features include AMX int8)."""
+    from ..target import isa
+
+    return set(FEATURES) <= isa(target)
+
+
 def fits(m: int, k: int, n: int) -> bool:
     """Whether ``dense_amx`` takes this shape (whole 32 x 32 blocks, whole 64-channel steps)."""
     return m % (ACC_M * TILE_ROWS) == 0 and n % (ACC_N * TILE_ROWS) == 0 and k % K_STEP == 0

@@ -15,8 +15,7 @@ import tvm
 from tvm import tirx
 
 from ..format import bsr4x1
-from .amx import FEATURES as AMX_FEATURES
-from .amx import dense_amx
+from .amx import dense_amx, targets_amx
 from .amx import fits as amx_fits
 from .dense_int8 import dense_int8, pack_dense
 from .epilogue import Epilogue
@@ -135,10 +134,9 @@ def build_linear(
     layer runs on AMX tiles where the target has them (4.4x the tuned VNNI kernel at 128x768x3072 on a
     Sapphire Rapids core); that kernel is written scheduled.
     """
-    from ..target import isa
     from ..tune.apply import database_roots, schedule
 
-    built = linear_func(layer, m, amx=set(AMX_FEATURES) <= isa(target))
+    built = linear_func(layer, m, amx=targets_amx(target))
     if built is None:
         return None
     func, consts = built
