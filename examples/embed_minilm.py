@@ -19,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 import tvm_sparse  # noqa: E402
+from tvm_sparse.bench.model import bench_library, bench_onnxruntime  # noqa: E402
 from tvm_sparse.graph import calibrate, importer, prune  # noqa: E402
-from tvm_sparse.graph.bench import bench_library, bench_onnxruntime  # noqa: E402
 from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference  # noqa: E402
 from tvm_sparse.graph.export import export_hf  # noqa: E402
 from tvm_sparse.graph.text import mean_pool, tokenize  # noqa: E402

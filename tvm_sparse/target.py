@@ -184,3 +184,26 @@ def codegen_target(target: tvm.target.Target) -> tvm.target.Target:
         return target
     spec["cl-opt"] = list(CODEGEN_OPTIONS)
     return tvm.target.Target(spec)
+
+
+# ------------------------------------------------------------------ the device seam
+# Everything that runs or builds code asks the target where: a new device is a branch here, not an edit
+# in every benchmark, runner and loader.
+
+
+def device(target: tvm.target.Target | None = None) -> tvm.runtime.Device:
+    """The device ``target``'s code runs on (None: this process's CPU)."""
+    import tvm
+
+    return tvm.cpu(0) if target is None or target.kind.name == "llvm" else tvm.device(target.kind.name, 0)
+
+
+def relax_backend_passes(target: tvm.target.Target) -> list:
+    """Relax's lowering for ``target``'s backend (after legalize/fuse and the schedules): dataflow lowering
+    then the VM finalization. TVM 0.27's ``relax.pipeline`` dispatcher cannot find the CPU one
+    (AttributeError), so it is imported directly."""
+    if target.kind.name != "llvm":
+        raise TargetError(f"no Relax backend for {target.kind.name} targets in this project")
+    from tvm.relax.backend.cpu_generic import pipeline as cpu_pipeline
+
+    return list(cpu_pipeline.dataflow_lower_passes(target)) + list(cpu_pipeline.finalize_passes(target))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvm_sparse.graph.cli import add_commands
+from tvm_sparse.cli.model import add_commands
 
 
 def _parser() -> argparse.ArgumentParser:

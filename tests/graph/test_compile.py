@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tvm_sparse.graph import calibrate, importer, rewrite
+from tvm_sparse.graph import calibrate, importer
+from tvm_sparse.graph import swap as rewrite
 from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
 from tvm_sparse.target import resolve
 
@@ -49,7 +50,7 @@ def test_metadata_records_every_layer(fp32_lib):
 
 
 def test_threshold_sends_layers_dense(tiny_pruned, tmp_path):
-    from tvm_sparse.graph import rewrite
+    from tvm_sparse.graph import swap as rewrite
     from tvm_sparse.target import resolve
 
     static = importer.static_model(tiny_pruned, 1, SEQ)
@@ -121,7 +122,7 @@ def test_no_records_anywhere_still_builds_on_default_schedules(tiny_pruned, tmp_
 def test_default_schedule_parallelizes_and_vectorizes():
     from tvm import te
 
-    from tvm_sparse.graph.tune import default_schedule
+    from tvm_sparse.tune.graph import default_schedule
 
     table = te.placeholder((1000, 256), name="table")
     ids = te.placeholder((1, 128), dtype="int64", name="ids")

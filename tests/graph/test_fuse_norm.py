@@ -7,7 +7,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_sparse.graph import importer, rewrite
+from tvm_sparse.graph import importer
+from tvm_sparse.graph import swap as rewrite
 from tvm_sparse.graph.fuse_norm import fuse_add_layer_norm
 from tvm_sparse.target import resolve
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tvm
 
-from tvm_sparse.graph import tune
+from tvm_sparse.tune import graph as tune
 
 
 def test_budget_gives_reductions_more_trials():
@@ -85,10 +85,10 @@ def test_tune_command_tunes_the_kernels_its_graph_uses(tiny_pruned, tmp_path):
     """'tvm-sparse tune --kernel-trials N' records every kernel the graph's swap asks for, in the
     work dir's folder for this CPU, where compile looks first."""
     from tvm_sparse.cli import main
+    from tvm_sparse.kinds import get
     from tvm_sparse.target import mcpu_of, resolve
     from tvm_sparse.tune.apply import requested_kernels
     from tvm_sparse.tune.tuner import db_path, measured
-    from tvm_sparse.tune.workload import canonical
 
     from .conftest import SEQ
 
@@ -97,7 +97,8 @@ def test_tune_command_tunes_the_kernels_its_graph_uses(tiny_pruned, tmp_path):
                  "--work-dir", str(work)]) == 0
     target = resolve()
     assert (work / mcpu_of(target) / "database_workload.json").is_file()
-    from tvm_sparse.graph import calibrate, importer, rewrite
+    from tvm_sparse.graph import calibrate, importer
+    from tvm_sparse.graph import swap as rewrite
 
     static = importer.static_model(tiny_pruned, 1, SEQ)
     calib = calibrate.calibrate(static, calibrate.random_samples(static, 1, SEQ))
@@ -105,7 +106,7 @@ def test_tune_command_tunes_the_kernels_its_graph_uses(tiny_pruned, tmp_path):
     with requested_kernels() as keys:
         rewrite.swap_linears(mod, "int8", target, calib=calib, names=rewrite.names_from_onnx(static))
     db = tune.open_database(db_path(work, target), target)
-    assert keys and all(measured(db, tvm.IRModule({"main": canonical(k)[0]})) >= 1 for k in set(keys))
+    assert keys and all(measured(db, tvm.IRModule({"main": get(k.kind).canonical(k)[0]})) >= 1 for k in set(keys))
 
 
 def test_graph_tuning_holds_its_database_lock(tmp_path, target, monkeypatch):

@@ -3,7 +3,7 @@ import pytest
 import tvm
 from tvm import s_tir, te, topi
 
-from tvm_sparse.graph import tune  # noqa: F401  (registers isnan as vectorizable)
+from tvm_sparse import pipeline  # noqa: F401  (registers isnan as vectorizable)
 from tvm_sparse.schedule.softmax import matches, schedule_softmax
 
 

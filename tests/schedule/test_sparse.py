@@ -10,8 +10,8 @@ from tvm import s_tir
 from tests.kernels.util import build, run
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
+from tvm_sparse.kinds import KernelKey, get
 from tvm_sparse.schedule import sparse as S
-from tvm_sparse.tune.workload import KernelKey, canonical
 
 KEY = KernelKey("sparse_int8", 32, 64, 48, 80)
 # a record's trace from before the 32-token intrinsic: a sampled 2-vector tile, 16-token tensorize
@@ -21,13 +21,13 @@ OLD_TRACE = Path(__file__).parent / "data" / "trace_16_token_tiles.json"
 @pytest.mark.parametrize("sketch", S.SKETCHES)
 @pytest.mark.parametrize("unroll", S.UNROLLS)
 def test_knobs_round_trip(sketch, unroll):
-    sch = s_tir.Schedule(canonical(KEY)[0])
+    sch = s_tir.Schedule(get(KEY.kind).canonical(KEY)[0])
     sketch(sch, {"unroll": unroll})
     assert S.knobs_of(sch.trace) == {"sketch": sketch.__name__, "unroll": unroll}
 
 
 def test_knobs_of_a_trace_from_the_old_design_space(target):
-    sch = s_tir.Schedule(canonical(KEY)[0])
+    sch = s_tir.Schedule(get(KEY.kind).canonical(KEY)[0])
     s_tir.schedule.Trace.apply_json_to_schedule(tvm.ir.load_json(OLD_TRACE.read_text()), sch)
     assert "tvm_sparse_vnni_4x16x4" in str(sch.trace)
     knobs = S.knobs_of(sch.trace)

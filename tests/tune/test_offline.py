@@ -1,18 +1,30 @@
 """Offline tuning: candidates built here, timed by the runtime-only remote timer, committed as records."""
 
+import importlib.util
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import tvm
 
-from tvm_sparse.bench import xeon_remote  # the runtime-only timer, run here as it runs there
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
+from tvm_sparse.kinds import KernelKey
 from tvm_sparse.tune import offline
 from tvm_sparse.tune.apply import UntunedWarning, database_roots, schedule
-from tvm_sparse.tune.workload import KernelKey
 
+
+def _tool(name: str):
+    """A script of tools/ (outside the package: it runs on a machine with TVM's runtime only)."""
+    path = Path(__file__).resolve().parents[2] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+xeon_remote = _tool("xeon_remote")  # the runtime-only timer, run here as it runs there
 KEY = KernelKey("sparse_int8", 32, 64, 48, 80, transposed=True)
 
 

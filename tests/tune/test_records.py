@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tvm_sparse.graph import tune as graph_tune
 from tvm_sparse.target import resolve
+from tvm_sparse.tune import graph as graph_tune
 from tvm_sparse.tune import records
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import tvm
 
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.sparse_int8 import sparse_int8
+from tvm_sparse.kinds import KernelKey
 from tvm_sparse.tune.apply import schedule
 from tvm_sparse.tune.rpc import parse_tracker, servers_under
 from tvm_sparse.tune.tuner import tune
-from tvm_sparse.tune.workload import KernelKey
 
 KEY = KernelKey("sparse_int8", 16, 32, 32, 70)
 LIFETIME_S = 600  # every process we start stops by itself, whatever happens to the test

@@ -8,10 +8,10 @@ import tvm
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kernels.epilogue import Epilogue
 from tvm_sparse.kernels.sparse_int8 import sparse_int8
+from tvm_sparse.kinds import KernelKey, sparsity_bucket
 from tvm_sparse.tune import database
 from tvm_sparse.tune.apply import schedule
 from tvm_sparse.tune.tuner import tune
-from tvm_sparse.tune.workload import KernelKey, sparsity_bucket
 
 KEY = KernelKey("sparse_int8", 32, 64, 64, 80)
 
@@ -52,12 +52,12 @@ def test_failed_candidates_count_toward_the_budget(tmp_path, target):
     records 45 -> 60 on a second '--trials 64' that printed 64/64)."""
     from tvm.s_tir import meta_schedule as ms
 
+    from tvm_sparse.kinds import get
     from tvm_sparse.tune.tuner import db_path, measured, records_for
-    from tvm_sparse.tune.workload import canonical
 
     first = tune(KEY, target, 2, db_root=tmp_path, seed=1, quiet=True)
     db = database.open_database(db_path(tmp_path, target), target)
-    mod = tvm.IRModule({"main": canonical(KEY)[0]})
+    mod = tvm.IRModule({"main": get(KEY.kind).canonical(KEY)[0]})
     ok = records_for(db, mod)[0]
     db.commit_tuning_record(ms.database.TuningRecord(ok.trace, ok.workload, [1e10], target, ok.args_info))
     assert measured(db, mod) == first.trials_after + 1 and len(records_for(db, mod)) == first.trials_after

@@ -19,10 +19,10 @@ from ..kernels.dense_int8 import dense_int8, pack_dense
 from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_fp32 import sparse_fp32
 from ..kernels.sparse_int8 import padded_m, sparse_int8
-from ..target import mcpu_of
+from ..kinds import KernelKey, sparsity_bucket
+from ..target import device, mcpu_of
 from ..tune.apply import database_roots, schedule
 from ..tune.tuner import tune
-from ..tune.workload import KernelKey, sparsity_bucket
 from .peak import amx_peak_macs, vnni_peak_macs
 
 BERT_SHAPES = [(768, 768), (768, 3072), (3072, 768), (256, 256), (256, 1024), (1024, 256),
@@ -62,7 +62,7 @@ class KernelBench:
 
 
 def _time_us(lib: tvm.runtime.Module, args: list) -> float:
-    ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=10, repeat=7, min_repeat_ms=40)
+    ev = lib.time_evaluator(lib.entry_name, device(), number=10, repeat=7, min_repeat_ms=40)
     return float(np.median(ev(*args).results)) * 1e6
 
 

@@ -13,6 +13,7 @@ import tvm
 from tvm.script import tirx as T
 
 from ..kernels.vector import vpdpbusd
+from ..target import device
 
 ACCUMULATORS = 12
 ITERS = 200_000
@@ -38,7 +39,7 @@ def _peak_func():
 def vnni_peak_macs(target: tvm.target.Target, threads: int = 1) -> float:
     """Peak u8 x s8 multiply-accumulates per second on ``threads`` cores of this machine."""
     lib = tvm.tirx.build(_peak_func(), target=target)
-    dev = tvm.cpu()
+    dev = device(target)
     args = [
         tvm.runtime.tensor(np.zeros(ACCUMULATORS * 16, np.int32), dev),
         tvm.runtime.tensor(np.ones(64, np.uint8), dev),
@@ -82,7 +83,7 @@ def amx_peak_macs(target: tvm.target.Target, threads: int = 1) -> float:
 
     request_permission()
     lib = tvm.tirx.build(_amx_peak_func(), target=target)
-    dev = tvm.cpu()
+    dev = device(target)
     args = [tvm.runtime.tensor(a, dev) for a in (tile_config(), np.ones(2048, np.uint8), np.ones(2048, np.int8),
                                                   np.zeros(1024, np.int32))]
     secs = min(lib.time_evaluator(lib.entry_name, dev, number=3, repeat=5)(*args).results)

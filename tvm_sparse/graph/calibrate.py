@@ -13,7 +13,7 @@ quantizes Q, K and V with it, per head (symmetric, ``max / 127``): the sparse QK
 writes them as u8, and the attention kernel skips a pass for the maxima over 1.2 MB of fp32.
 
 Weights: s8 symmetric per output channel, ``scale[n] = max|W[n, :]| / 127``, quantized by the kernel
-library (``kernels.library.quantize_weight``) from the fp32 weight.
+library (``kinds.layer.quantize_weight``) from the fp32 weight.
 """
 
 from __future__ import annotations

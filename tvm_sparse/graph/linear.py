@@ -1,30 +1,40 @@
-"""One Linear layer of a graph -> the library's scheduled kernel and its constant arrays.
+"""One Linear layer of a graph -> the scheduled kernel its kind builds, and its constant arrays.
 
-``None`` means "leave this Linear to Relax" (dense fp32: an ordinary matmul that MetaSchedule
-tunes with the rest of the graph).
+The kind is the registry's choice (``kinds.for_layer``: what the target can run, fastest first); its
+schedule comes from tuning records (``tune.apply``). ``None`` means "leave this Linear to Relax"
+(dense fp32: an ordinary matmul that MetaSchedule tunes with the rest of the graph).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import tvm
 from tvm import tirx
 
-from ..kernels.library import LinearLayer, build_linear
-
-SCHEDULED_ATTRS = ("tirx.is_scheduled", "tir.is_scheduled")  # 0.27 reads the first; accept both
-
-
-def is_scheduled(func: tirx.PrimFunc) -> bool:
-    return any(bool(func.attrs.get(a, False)) for a in SCHEDULED_ATTRS) if func.attrs else False
+from .. import kinds
+from ..kinds import LinearLayer
+from ..schedule.scheduled import mark_scheduled
+from ..tune.apply import database_roots, schedule
 
 
-def build(layer: LinearLayer, m: int, target: tvm.target.Target, database=None
+def kind_of(layer: LinearLayer, m: int, target: tvm.target.Target) -> kinds.KernelKind | None:
+    return kinds.for_layer(layer, m, target)
+
+
+def build(layer: LinearLayer, m: int, target: tvm.target.Target, database: str | Path | None = None
           ) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
-    """The kernel and its constants for ``layer`` at ``m`` rows (tokens); None: keep the Relax ops."""
-    built = build_linear(layer, m=m, target=target, database=database)
-    if built is None:
+    """A scheduled kernel ``func(X, *consts, Y)`` for ``layer`` at ``m`` tokens (X fp32 [m, K], Y fp32
+    [m, N] in the row-major layout) and its constants; None: keep the Relax ops.
+
+    Schedules come from ``database`` (if given), ``tuning_logs/`` and the shipped ``schedules/``.
+    """
+    kind = kind_of(layer, m, target)
+    if kind is None:
         return None
-    func, consts = built
-    # MetaSchedule (0.27) skips functions marked "tirx.is_scheduled": never retune a library kernel
-    return func.with_attr("tirx.is_scheduled", True), list(consts)
+    func, consts = kind.build(layer, m)
+    roots = database_roots([database] if database else [])
+    scheduled, _source = schedule(func, kind.key(layer, m), target, roots)
+    # MetaSchedule (0.27) skips functions marked scheduled: never retune a library kernel
+    return mark_scheduled(scheduled), list(consts)

@@ -20,9 +20,9 @@ AMX_SPARSE_THRESHOLD = 0.78
 
 def sparse_threshold(target) -> float:
     """The crossover for ``target``: higher where dense Linears run on AMX."""
-    from ..kernels.amx import targets_amx
+    from .. import kinds
 
-    return AMX_SPARSE_THRESHOLD if targets_amx(target) else SPARSE_THRESHOLD
+    return AMX_SPARSE_THRESHOLD if kinds.get("dense_amx").available(target) else SPARSE_THRESHOLD
 
 
 def use_sparse(weight_nk: np.ndarray, threshold: float) -> bool:

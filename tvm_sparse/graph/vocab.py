@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import onnx
 
-from .importer import INPUT_NAMES
-
 # ops that pass index values through unchanged: an exporter may put them between an input and its
 # Gather (a Cast to int32 hid the vocabulary bound, and id = vocab read out of bounds)
 PASS_THROUGH = ("Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Expand")
@@ -19,7 +17,7 @@ def input_limits(model: onnx.ModelProto) -> dict[str, int]:
     """``{input name: table rows}`` for inputs that index an embedding table (Gather on an initializer),
     directly or through value-preserving ops."""
     dims = {i.name: list(i.dims) for i in model.graph.initializer}
-    source = {name: name for name in INPUT_NAMES}
+    source = {i.name: i.name for i in model.graph.input}
     limits: dict[str, int] = {}
     for node in model.graph.node:  # ONNX nodes are topologically sorted
         if node.op_type in PASS_THROUGH and node.input and node.input[0] in source:

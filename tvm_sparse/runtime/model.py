@@ -75,14 +75,15 @@ class Model:
 
         try:
             lib = tvm.runtime.load_module(str(self.path))
-            self._vm = relax.VirtualMachine(lib, tvm.cpu())
+            self.device = _device(self.metadata.target)
+            self._vm = relax.VirtualMachine(lib, self.device)
         except Exception as err:  # TVM raises its own error types for a bad library
             raise LibraryError(f"cannot load {self.path}: {err}") from err
         self._tvm = tvm
         self.input_names = [i["name"] for i in self.metadata.inputs]
         self.shape = tuple(self.metadata.inputs[0]["shape"])  # (batch, seq_len)
         # inputs are copied into these each call, not into new tensors (allocations cost ~1%)
-        self._args = [tvm.runtime.tensor(np.zeros(self.shape, np.int64), tvm.cpu()) for _ in self.input_names]
+        self._args = [tvm.runtime.tensor(np.zeros(self.shape, np.int64), self.device) for _ in self.input_names]
         self._lock = threading.Lock()
 
     @property
@@ -136,3 +137,11 @@ class Model:
 def load(path: str | Path, check_cpu: bool = True) -> Model:
     """Load a library written by ``tvm-sparse compile`` (its ``.json`` metadata must sit beside it)."""
     return Model(path, check_cpu=check_cpu)
+
+
+def _device(target: dict):
+    """Where a library built for ``target`` (its metadata's JSON) runs: the runtime's one device seam."""
+    import tvm
+
+    kind = target.get("kind", "llvm")
+    return tvm.cpu(0) if kind == "llvm" else tvm.device(kind, 0)

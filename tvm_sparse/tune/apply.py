@@ -1,10 +1,9 @@
 """Apply tuned records: the best schedule for a kernel from the user's and the shipped databases.
 
 A record is looked up by the canonical workload of its key and applied to the actual function (any
-nonzero pattern, any epilogue): a dense kernel's trace is replayed, a sparse kernel's knobs (its
-sketch and unroll depth) go through the current schedule code, so records outlive schedule changes.
-With no record anywhere, sparse kernels take the default knobs below and dense kernels a short
-tuning run (nothing ships untuned).
+nonzero pattern, any epilogue) as its kind says (``kinds/``: a dense kernel's trace is replayed, a
+sparse kernel's knobs go through the current schedule code, so records outlive schedule changes).
+With no record anywhere, a kind's default schedule, or where it has none a short tuning run.
 """
 
 from __future__ import annotations
@@ -16,17 +15,17 @@ from pathlib import Path
 import tvm
 from tvm import s_tir, tirx
 
+from .. import kinds
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
-from ..schedule import sparse as sparse_schedules
+from ..kinds import KernelKey
 from ..schedule.narrow import finalize
+from ..schedule.scheduled import mark_scheduled
 from ..target import mcpu_of
 from .database import open_database
 from .records import lookup_dirs, shipped_root, warn_foreign
 from .tuner import DEFAULT_DB_ROOT, tune
-from .workload import KernelKey, canonical
 
-DEFAULT_KNOBS = {"sketch": "rows_outer", "unroll": 0}
-UNTUNED_DENSE_TRIALS = 16
+UNTUNED_TRIALS = 16  # a kind with no default schedule and no record is tuned this much at first use
 
 
 class UntunedWarning(UserWarning):
@@ -52,9 +51,7 @@ def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path]):
 
 
 def _best_in(key: KernelKey, target: tvm.target.Target, dirs: list[Path]):
-    mods = [tvm.IRModule({"main": canonical(key)[0]})]
-    if key.kind == "sparse_int8":  # records from before swizzled tiles: their knobs apply as well
-        mods.append(tvm.IRModule({"main": canonical(key, swizzle=False)[0]}))
+    mods = [tvm.IRModule({"main": f}) for f in kinds.get(key.kind).record_funcs(key)]
     best = None
     for path in dirs:
         db = open_database(path, target)
@@ -95,25 +92,23 @@ def schedule(
     if _requested is not None:
         _requested.append(key)
         return func, "requested"
+    kind = kinds.get(key.kind)
+    if not kind.tuned:
+        return mark_scheduled(func), "written scheduled"
     roots = database_roots() if roots is None else roots
     rec = best_record(key, target, roots)
-    if rec is None and not key.sparse:
-        warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: tuning "
-                      f"{UNTUNED_DENSE_TRIALS} trials now", UntunedWarning, stacklevel=2)
-        tune(key, target, UNTUNED_DENSE_TRIALS, db_root=roots[0], quiet=True)
-        rec = best_record(key, target, roots)
     sch = s_tir.Schedule(func)
-    if rec is not None and key.sparse:  # by its knobs, through today's schedule code
-        knobs = sparse_schedules.knobs_of(rec.trace)
-        getattr(sparse_schedules, knobs["sketch"])(sch, knobs)
-        source = f"tuned ({_mean(rec) * 1e6:.1f} us canonical)"
-    elif rec is not None:
-        rec.trace.apply_to_schedule(sch, remove_postproc=False)
+    if rec is None and not kind.default_schedule(s_tir.Schedule(func)):
+        warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: tuning "
+                      f"{UNTUNED_TRIALS} trials now", UntunedWarning, stacklevel=2)
+        tune(key, target, UNTUNED_TRIALS, db_root=roots[0], quiet=True)
+        rec = best_record(key, target, roots)
+    if rec is not None:
+        kind.apply(sch, rec)
         source = f"tuned ({_mean(rec) * 1e6:.1f} us canonical)"
     else:
         warnings.warn(f"no tuning record for {key.name} on {mcpu_of(target)}: default schedule",
                       UntunedWarning, stacklevel=2)
-        getattr(sparse_schedules, DEFAULT_KNOBS["sketch"])(sch, DEFAULT_KNOBS)
-        source = "default knobs"
-    scheduled = finalize(sch.mod["main"]).with_attr("tirx.is_scheduled", True)
-    return scheduled, source
+        kind.default_schedule(sch)
+        source = "default schedule"
+    return mark_scheduled(finalize(sch.mod["main"])), source

@@ -27,13 +27,13 @@ from tvm.s_tir import meta_schedule as ms
 
 from .. import pipeline
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics the schedules name)
+from ..kinds import KernelKey, get
 from ..schedule import sparse as sparse_schedules
 from ..schedule.narrow import finalize
 from ..schedule.sparse import UNROLLS
 from ..target import resolve
 from .database import exclusive, open_database
 from .tuner import db_path
-from .workload import KernelKey, canonical
 
 # BERT's Linears (K, N) as the graph uses them: row-major in (QKV, attention out, FFN up) and the FFN
 # down projection reading the up projection's [K, M] output
@@ -47,7 +47,7 @@ def candidates(key: KernelKey) -> list[dict]:
 
 
 def _schedule(key: KernelKey, cand: dict) -> s_tir.Schedule:
-    sch = s_tir.Schedule(canonical(key)[0])
+    sch = s_tir.Schedule(get(key.kind).canonical(key)[0])
     getattr(sparse_schedules, cand["sketch"])(sch, cand["knobs"])
     return sch
 
@@ -58,7 +58,7 @@ def build(keys: list[KernelKey], target: tvm.target.Target, out: Path, log=print
     out.mkdir(parents=True, exist_ok=True)
     index = []
     for key in keys:
-        _, arrays = canonical(key)
+        _, arrays = get(key.kind).canonical(key)
         np.savez(out / f"{key.name}.npz", nargs=len(arrays), **{f"arg{i}": a for i, a in enumerate(arrays)})
         cands = candidates(key)
         for i, cand in enumerate(cands):
@@ -82,7 +82,7 @@ def commit(results: list[dict], target: tvm.target.Target, root: Path, log=print
             if not secs:
                 continue
             key = KernelKey(**res["key"])
-            mod = tvm.IRModule({"main": canonical(key)[0]})
+            mod = tvm.IRModule({"main": get(key.kind).canonical(key)[0]})
             db.commit_tuning_record(ms.database.TuningRecord(
                 _schedule(key, res["candidate"]).trace, db.commit_workload(mod), [float(s) for s in secs],
                 target, ms.arg_info.ArgInfo.from_prim_func(mod["main"])))

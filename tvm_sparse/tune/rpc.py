@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from tvm.s_tir import meta_schedule as ms
 
-from .runner import EVALUATOR, rpc_arg_allocator
-
-SESSION_TIMEOUT_S = 120
+from .config import EVALUATOR, RPC_SESSION_TIMEOUT_S
+from .runner import rpc_arg_allocator
 
 
 def parse_tracker(address: str) -> tuple[str, int]:
@@ -48,6 +47,6 @@ def rpc_runner(tracker: str, key: str, arrays: Sequence[np.ndarray], max_workers
     host, port = parse_tracker(tracker)
     workers = max_workers or max(1, servers_under(tracker, key))
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
-                                 session_timeout_sec=SESSION_TIMEOUT_S)
+                                 session_timeout_sec=RPC_SESSION_TIMEOUT_S)
     return ms.runner.RPCRunner(rpc_config=config, evaluator_config=EVALUATOR,
                                f_alloc_argument=rpc_arg_allocator(arrays), max_workers=workers)

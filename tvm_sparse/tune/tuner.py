@@ -19,13 +19,13 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from .. import kinds
 from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics traces name)
+from ..kinds import KernelKey
 from .builder import local_builder
 from .database import exclusive, open_database
 from .records import cpu_dir
 from .runner import local_runner
-from .space import dense_space, sparse_space
-from .workload import KernelKey, canonical
 
 DEFAULT_DB_ROOT = Path("tuning_logs")
 
@@ -126,7 +126,10 @@ def tune(
     """Tune ``key`` up to ``trials`` measured candidates in total (earlier runs included).
 
     ``rpc=(tracker HOST:PORT, key)`` measures on the RPC servers registered under that key."""
-    func, arrays = canonical(key)
+    kind = kinds.get(key.kind)
+    if not kind.tuned:
+        raise ValueError(f"{key.kind} kernels are written scheduled: there is nothing to tune")
+    func, arrays = kind.canonical(key)
     mod = tvm.IRModule({"main": func})
     path = db_path(db_root, target)
     with exclusive(path):
@@ -153,7 +156,7 @@ def _tune_locked(key, target, trials, path, mod, arrays, runner, seed, quiet, rp
                 database=db,
                 cost_model="xgb",
                 measure_callbacks=callbacks,
-                space=sparse_space() if key.sparse else dense_space(),
+                space=kinds.get(key.kind).space(),
                 strategy="evolutionary",
                 num_tuning_cores=1,
                 seed=seed,

@@ -1,1 +1,9 @@
-"""Other engines, driven by their own interpreters (their pins conflict with ours): scripts only."""
+"""Peer engines for ``bench-e2e``: a new one is a module here with a ``PeerEngine`` (``base.py``) and one
+entry in ``PEERS``."""
+
+from __future__ import annotations
+
+from . import itrex, onnxruntime
+from .base import PeerEngine
+
+PEERS: dict[str, PeerEngine] = {e.name: e for e in (onnxruntime.FP32, onnxruntime.INT8, itrex.ENGINE)}

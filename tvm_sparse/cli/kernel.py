@@ -1,5 +1,4 @@
-"""``tvm-sparse``: the command line. Heavy modules are imported per command, after the thread
-count is fixed (TVM reads TVM_NUM_THREADS once, when its thread pool starts)."""
+"""``tvm-sparse bench-kernel | tune-kernel``: one kernel, tuned and timed."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .target import TARGET_HELP
+from ..target import TARGET_HELP
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -18,12 +17,12 @@ def _threads(args: argparse.Namespace) -> None:
 
 def _cmd_bench_kernel(args: argparse.Namespace) -> int:
     _threads(args)
-    from .bench import kernel as kb
-    from .target import resolve
+    from ..bench import kernel as kb
+    from ..target import resolve
 
     target = resolve(args.target, args.threads)
     if args.sweep:
-        from .bench.sweep import run_sweep
+        from ..bench.sweep import run_sweep
 
         run_sweep(target, args.threads, args.trials, args.dense_trials, args.db, Path(args.out), m=args.m)
         return 0
@@ -42,11 +41,14 @@ def _cmd_bench_kernel(args: argparse.Namespace) -> int:
 
 def _cmd_tune_kernel(args: argparse.Namespace) -> int:
     _threads(args)
-    from .target import resolve
-    from .tune.tuner import tune
-    from .tune.workload import KernelKey, sparsity_bucket
+    from .. import kinds
+    from ..kinds import KernelKey, sparsity_bucket
+    from ..target import resolve
+    from ..tune.tuner import tune
 
-    bucket = sparsity_bucket(args.sparsity) if args.kind.startswith("sparse") else 0
+    if args.kind not in kinds.tunable():
+        sys.exit(f"tune-kernel: --kind must be one of {', '.join(kinds.tunable())}, got {args.kind!r}")
+    bucket = sparsity_bucket(args.sparsity) if kinds.get(args.kind).sparse else 0
     key = KernelKey(args.kind, args.m, args.k, args.n, bucket, transposed=args.transposed)
     rpc = (args.rpc_tracker, args.rpc_key) if args.rpc_tracker else None
     res = tune(key, resolve(args.target, args.threads), args.trials, db_root=args.db, rpc=rpc)
@@ -54,7 +56,8 @@ def _cmd_tune_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register bench-kernel and tune-kernel."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--m", type=int, default=128, help="tokens (batch x sequence); default 128")
     common.add_argument("--threads", type=int, default=1, help="worker threads (default 1)")
@@ -75,7 +78,8 @@ def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_cmd_bench_kernel)
 
     t = sub.add_parser("tune-kernel", parents=[common], help="tune one kernel workload into the database")
-    t.add_argument("--kind", choices=["sparse_int8", "sparse_fp32", "dense_int8"], default="sparse_int8")
+    t.add_argument("--kind", default="sparse_int8", help="a tunable kernel kind (tvm_sparse/kinds/): sparse_int8 "
+                   "(default), sparse_fp32, dense_int8, ...")
     t.add_argument("--k", type=int, required=True)
     t.add_argument("--n", type=int, required=True)
     t.add_argument("--sparsity", type=float, default=0.9)
@@ -84,45 +88,3 @@ def _add_kernel_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rpc-tracker", help="HOST:PORT of a TVM RPC tracker: measure on its servers")
     t.add_argument("--rpc-key", default="xeon", help="device key the servers registered under (default xeon)")
     t.set_defaults(func=_cmd_tune_kernel)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="tvm-sparse",
-        description="Fast 4x1 block-sparse int8 BERT inference on x86 CPUs with Apache TVM.",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
-    _add_kernel_commands(sub)
-    try:
-        from .graph.cli import add_commands
-    except ImportError:
-        add_commands = None
-    if add_commands is not None:
-        add_commands(sub)
-    return p
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe bad input (a target, a model, a library, this CPU): a message, not a traceback."""
-    from .format.bsr4x1 import FormatError
-    from .graph.errors import GraphError, MissingDependencyError
-    from .runtime.cpu import UnsupportedCPUError
-    from .runtime.metadata import LibraryError
-    from .runtime.model import InputError
-    from .target import TargetError
-
-    return (TargetError, GraphError, MissingDependencyError, UnsupportedCPUError, LibraryError, InputError,
-            FormatError)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except _user_errors() as err:
-        print(f"tvm-sparse {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

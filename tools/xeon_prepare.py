@@ -1,7 +1,7 @@
 """Prepare a bundle to measure on a Xeon that has no TVM compiler: cross-compile kernels and models
 here, pack TVM's runtime (without the 100 MB compiler library) and the ffi wheel beside them.
 
-    python -m tvm_sparse.bench.xeon_prepare --out .xeon                 # here
+    python tools/xeon_prepare.py --out .xeon                 # here
     # there (Python 3.12, numpy, onnxruntime, torch, transformers), everything in one go:
     pip install --no-index --no-deps --target /tmp/site .xeon/wheels/*.whl && tar xJf .xeon/tvm_rt.tar.xz -C /tmp/site
     PYTHONPATH=/tmp/site python .xeon/xeon_export_onnx.py .xeon                         # ORT's models
@@ -28,17 +28,18 @@ from pathlib import Path
 import numpy as np
 import tvm
 
-from .. import pipeline
-from ..format import bsr4x1
-from ..kernels.dense_int8 import dense_int8, pack_dense
-from ..kernels.epilogue import Epilogue
-from ..kernels.sparse_fp32 import sparse_fp32
-from ..kernels.sparse_int8 import padded_m, sparse_int8
-from ..target import resolve
-from ..tune import records
-from ..tune.apply import schedule
-from ..tune.tuner import tune
-from ..tune.workload import KernelKey, sparsity_bucket
+from tvm_sparse import pipeline
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.kernels.dense_int8 import dense_int8, pack_dense
+from tvm_sparse.kernels.epilogue import Epilogue
+from tvm_sparse.kernels.sparse_fp32 import sparse_fp32
+from tvm_sparse.kernels.sparse_int8 import padded_m, sparse_int8
+from tvm_sparse.kinds import KernelKey, sparsity_bucket
+from tvm_sparse.runtime import cpu as cpu_module
+from tvm_sparse.target import resolve
+from tvm_sparse.tune import records
+from tvm_sparse.tune.apply import schedule
+from tvm_sparse.tune.tuner import tune
 
 SHAPES = [(768, 768), (768, 3072), (3072, 768)]  # (K, N): bert-base's Linears
 SPARSITIES = (0.7, 0.8, 0.9)
@@ -110,7 +111,7 @@ def missing_budget(work_dir: Path, target: tvm.target.Target, trials: int):
     """A per-task trial budget for ``compile_model``: ``trials`` for a task that no record in
     ``work_dir`` (or the records shipped for ``target``) covers, 0 (skipped) for the rest, so only
     what the build would refuse as untuned gets tuned."""
-    from ..graph import tune as graph_tune
+    from tvm_sparse.tune import graph as graph_tune
 
     db = graph_tune.database(target, work_dir)
 
@@ -123,8 +124,8 @@ def missing_budget(work_dir: Path, target: tvm.target.Target, trials: int):
 
 
 def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_trials: int) -> None:
-    from ..graph import calibrate, export, importer, prune
-    from ..graph.compile import CompileOptions, compile_model, ort_reference
+    from tvm_sparse.graph import calibrate, export, importer, prune
+    from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
 
     mdir, odir = out / "models", out / "onnx"
     mdir.mkdir(exist_ok=True)
@@ -177,7 +178,7 @@ def main() -> None:
     here = Path(__file__).parent
     for f in ("xeon_remote.py", "xeon_export_onnx.py"):
         shutil.copy(here / f, out / f)
-    shutil.copy(here.parent / "runtime" / "cpu.py", out / "cpu.py")
+    shutil.copy(Path(cpu_module.__file__), out / "cpu.py")
     if "runtime" in a.what:
         pack_runtime(out)
     if "kernels" in a.what:

@@ -1,7 +1,7 @@
 """End-to-end benchmark: BERT-family encoders, dense and 4x1-pruned, this project against onnxruntime.
 
 For every model, sparsity and thread count (batch 1, sequence 128 by default) it times, each engine in its
-own process (``bench.py``):
+own process (``bench/model.py``):
 
 - ``tvm_int8``: this project, int8, Linears above the sparsity threshold on the sparse kernels;
 - ``tvm_dense``: this project's dense path, int8 with every Linear on the dense VNNI kernel (threshold > 1);
@@ -27,11 +27,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .peers import PEERS
+
 MODELS = ("bert-mini", "minilm", "bert-base")
 SPARSITIES = (0.0, 0.8, 0.9)
-ENGINES = ("tvm_int8", "tvm_dense", "ort_fp32", "ort_int8")
-OPTIONAL_ENGINES = ("itrex",)  # the paper's Intel engine, under its own interpreter (--itrex-python)
-RATIO_AGAINST = ("ort_fp32", "ort_int8", "tvm_dense", "itrex")
+OURS = ("tvm_int8", "tvm_dense")
+ENGINES = OURS + tuple(n for n, p in PEERS.items() if p.default)  # the default --engines
+OPTIONAL_ENGINES = tuple(n for n, p in PEERS.items() if not p.default)  # e.g. the paper's Intel engine
+RATIO_AGAINST = tuple(n for n in PEERS if PEERS[n].default) + ("tvm_dense",) + OPTIONAL_ENGINES
 THROUGHPUT_ENGINES = ("tvm_int8", "ort_int8")
 DENSE_THRESHOLD = 2.0  # block sparsity is at most 1: every Linear goes dense
 # p90 bounds for the throughput metric, by model (a bert-base-sized model: 50 ms)
@@ -70,7 +73,7 @@ def pct(sparsity: float) -> int:
 
 def dense_onnx(model: str, out_dir: Path, log=print) -> Path:
     """The unpruned ONNX of ``model``: the real all-MiniLM-L6-v2 for ``minilm``, random-weight BERTs else."""
-    from .export import build_bert, export_hf
+    from ..graph.export import build_bert, export_hf
 
     path = Path(out_dir) / "onnx" / f"{model}.onnx"
     if path.is_file():
@@ -87,7 +90,7 @@ def dense_onnx(model: str, out_dir: Path, log=print) -> Path:
 
 
 def pruned_onnx(model: str, sparsity: float, out_dir: Path, log=print) -> Path:
-    from .prune import prune_file
+    from ..graph.prune import prune_file
 
     if sparsity == 0.0:
         return dense_onnx(model, out_dir, log)
@@ -98,21 +101,10 @@ def pruned_onnx(model: str, sparsity: float, out_dir: Path, log=print) -> Path:
     return path
 
 
-def quantized_onnx(onnx_path: Path, log=print) -> Path:
-    """onnxruntime's dynamic int8 quantization of ``onnx_path`` (u8 activations, s8 weights)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out = onnx_path.with_name(onnx_path.stem + "_ortint8.onnx")
-    if not out.is_file():
-        quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8)
-        log(f"quantize_dynamic {onnx_path.name} -> {out.name}")
-    return out
-
-
 def library(cfg: Config, model: str, sparsity: float, variant: str, batch: int, log=print) -> Path:
     """Compile (or reuse) the int8 library: ``variant`` "int8" (default threshold) or "dense"."""
-    from . import calibrate, importer
-    from .compile import CompileOptions, compile_model
+    from ..graph import calibrate, importer
+    from ..graph.compile import CompileOptions, compile_model
 
     src = pruned_onnx(model, sparsity, cfg.out_dir, log)
     lib = Path(cfg.out_dir) / "lib" / f"{model}_s{pct(sparsity)}_{variant}_b{batch}_L{cfg.seq_len}.so"
@@ -123,7 +115,7 @@ def library(cfg: Config, model: str, sparsity: float, variant: str, batch: int, 
     calib = calibrate.calibrate(static, calibrate.random_samples(static, batch, cfg.seq_len))
     trials = cfg.trials
     if batch != cfg.batch and any(cfg.throughput_trials):
-        from .tune import budget
+        from ..tune.graph import budget
 
         trials = budget(*cfg.throughput_trials)
     opts = CompileOptions(batch=batch, seq_len=cfg.seq_len, precision="int8", target=target_spec(cfg),
@@ -142,39 +134,13 @@ def target_spec(cfg: Config) -> dict:
 
 # ------------------------------------------------------------------------------------------ timing
 
-def _itrex(cfg: Config, *args, threads: int | None = None) -> dict:
-    """Run the Intel engine's script under its own interpreter; its last stdout line is JSON."""
-    import os
-    import subprocess
-
-    from ..bench.peers import itrex
-
-    if not cfg.itrex_python:
-        raise RuntimeError("the itrex engine needs --itrex-python (see tvm_sparse/bench/peers/itrex.py)")
-    if cfg.batch != 1 or cfg.seq_len != itrex.SEQ:
-        raise RuntimeError(f"the itrex script runs batch 1, sequence {itrex.SEQ} only")
-    cmd = [cfg.itrex_python, itrex.__file__, *map(str, args)]
-    env = dict(os.environ, GLOG_minloglevel="2")
-    if threads:  # the engine's OpenMP pool: pinned like ours, one core per thread
-        env["OMP_NUM_THREADS"] = str(threads)
-        cmd = ["taskset", "-c", ",".join(map(str, range(threads))), *cmd]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if res.returncode:
-        raise RuntimeError(f"itrex failed:\n{res.stderr[-2000:]}")
-    return {**json.loads(res.stdout.strip().splitlines()[-1]),
-            "notes": [x for x in res.stderr.splitlines() if "sparse kernels" in x]}
-
-
 def time_engine(engine: str, lib_or_onnx: Path, batch: int, seq_len: int, threads: int, runs: int,
                 cfg: Config | None = None) -> dict:
-    from .bench import _summary, bench_library, bench_onnxruntime
+    from .model import bench_library
 
-    if engine == "itrex":
-        return {**_summary(_itrex(cfg, "time", lib_or_onnx, threads, runs, threads=threads)["times"]),
-                "threads": threads}
-    if engine.startswith("tvm"):
-        return bench_library(str(lib_or_onnx), runs=runs, threads=threads)
-    return bench_onnxruntime(str(lib_or_onnx), batch, seq_len, runs=runs, threads=threads)
+    if engine in PEERS:
+        return PEERS[engine].time(cfg or Config(seq_len=seq_len), lib_or_onnx, batch, threads, runs)
+    return bench_library(str(lib_or_onnx), runs=runs, threads=threads)
 
 
 def artifact(cfg: Config, engine: str, model: str, sparsity: float, batch: int, log=print) -> Path:
@@ -184,13 +150,7 @@ def artifact(cfg: Config, engine: str, model: str, sparsity: float, batch: int, 
         if cfg.dense_per_sparsity:
             return library(cfg, model, sparsity, "dense", batch, log)
         return library(cfg, model, 0.0, "int8", batch, log)  # 0% sparse: every Linear dense
-    src = pruned_onnx(model, sparsity, cfg.out_dir, log)
-    if engine == "itrex":
-        built = _itrex(cfg, "build", src, Path(cfg.out_dir) / "itrex" / src.stem)
-        for note in built["notes"]:  # how many layers the engine put on its sparse kernels
-            log(note)
-        return Path(built["ir"])
-    return src if engine == "ort_fp32" else quantized_onnx(src, log)
+    return PEERS[engine].build(cfg, pruned_onnx(model, sparsity, cfg.out_dir, log), log)
 
 
 def build_all(cfg: Config, log=print) -> dict[tuple, Path | Exception]:
@@ -386,31 +346,3 @@ def _keep_previous(out_dir: Path, log=print) -> None:
     for path in old:
         path.rename(path.with_name(f"results-{stamp}{path.suffix}"))
     log(f"previous results kept as {out_dir}/results-{stamp}.*")
-
-
-# ------------------------------------------------------------------------------- graph tuning
-
-def tune_graph(models: tuple[str, ...], batches: tuple[int, ...], out_dir: Path, db_dir: Path,
-               heavy: int, light: int, seq_len: int = 128, target: str = "host",
-               kernel_dir: Path = Path("tuning_logs/e2e"), log=print) -> None:
-    """Tune the non-Linear tasks of each model's int8 graph into ``db_dir`` (heavy tasks first, for all
-    models, then the light ones). Records are keyed by structure: shared across models and layers."""
-    from ..target import resolve
-    from . import calibrate, importer, rewrite, tune
-
-    tgt = resolve(target, num_cores=1)
-    mods = []
-    for model in models:
-        src = pruned_onnx(model, 0.9, out_dir, log)
-        for b in batches:
-            static = importer.static_model(src, b, seq_len)
-            calib = calibrate.calibrate(static, calibrate.random_samples(static, b, seq_len))
-            mod, _ = importer.to_relax(static, b, seq_len)
-            mod, _ = rewrite.swap_linears(mod, "int8", tgt, calib=calib, names=rewrite.names_from_onnx(static),
-                                          database=str(kernel_dir))
-            mods.append((f"{model} b{b}", mod))
-    for phase, per_task in (("heavy", tune.budget(heavy, 0)), ("light", tune.budget(heavy, light))):
-        for name, mod in mods:
-            log(f"--- {phase} tasks of {name}")
-            tune.tune(mod, tgt, db_dir, per_task, log=log)
-

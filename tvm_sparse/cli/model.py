@@ -1,6 +1,6 @@
 """``tvm-sparse prune | tune | compile | run | bench | bench-e2e``: the graph-side subcommands.
 
-``add_commands(subparsers)`` registers them on the top-level parser (tvm_sparse/cli.py).
+``add_commands(subparsers)`` registers them on the top-level parser (``cli/__init__.py``).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--build-only", action="store_true", help="compile and cache everything, time nothing")
     p.add_argument("--itrex-python", default="",
                    help="python of an environment with Intel Extension for Transformers 1.4.2: adds the paper's "
-                        "Intel engine with --engines ...,itrex (setup: tvm_sparse/bench/peers/itrex.py)")
+                        "Intel engine with --engines ...,itrex (setup: tvm_sparse/bench/peers/itrex_run.py)")
     p.add_argument("--throughput-threads", type=int, default=1)
     p.add_argument("--throughput-trials", default="0,0",
                    help="HEAVY,LIGHT graph tuning trials per task for batch sizes other than 1, whose "
@@ -166,7 +166,7 @@ def add_commands(subparsers) -> None:
 
 
 def _e2e():
-    from . import bench_e2e
+    from ..bench import e2e as bench_e2e
 
     return bench_e2e
 
@@ -183,9 +183,10 @@ def _cmd_bench_e2e(args) -> None:
     for e in _csv(args.engines):
         if e not in e2e.ENGINES + e2e.OPTIONAL_ENGINES:
             raise SystemExit(f"unknown engine {e!r}: choose from {', '.join(e2e.ENGINES + e2e.OPTIONAL_ENGINES)}")
-    if "itrex" in _csv(args.engines) and not args.itrex_python:
-        raise SystemExit("--engines itrex needs --itrex-python (an environment set up as "
-                         "tvm_sparse/bench/peers/itrex.py says)")
+    for e in _csv(args.engines):
+        peer = e2e.PEERS.get(e)
+        if peer is not None and peer.needs and not getattr(args, peer.needs):
+            raise SystemExit(f"--engines {e} needs {peer.needs_flag} (see tvm_sparse/bench/peers/{e}.py)")
     cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,
@@ -199,7 +200,7 @@ def _cmd_bench_e2e(args) -> None:
 def _onnx_path(model: str, seq_len: int = 128) -> Path:
     path = Path(model)
     if path.is_dir():
-        from .export import export_hf
+        from ..graph.export import export_hf
 
         out = path.with_name(path.name + ".onnx") if not (path / "model.onnx").exists() else path / "model.onnx"
         print(f"exporting the Hugging Face model {path} to {out}")
@@ -208,8 +209,8 @@ def _onnx_path(model: str, seq_len: int = 128) -> Path:
 
 
 def _cmd_prune(args) -> None:
-    from .outputs import refuse_clashes
-    from .prune import format_report, prune_file, report_path
+    from ..graph.outputs import refuse_clashes
+    from ..graph.prune import format_report, prune_file, report_path
 
     refuse_clashes({"input model": args.model}, {"pruned model": args.output,
                                                  "pruning report": report_path(args.output)})
@@ -219,7 +220,7 @@ def _cmd_prune(args) -> None:
 
 
 def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
-    from .calibrate import random_samples
+    from ..graph.calibrate import random_samples
 
     if args.calib is None:
         print("calibrating on random token ids (pass --calib for real text)")
@@ -228,7 +229,7 @@ def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
         data = np.load(args.calib)
         n = data["input_ids"].shape[0]
         return [{k: data[k][i:i + batch] for k in data.files} for i in range(0, n - batch + 1, batch)]
-    from .text import tokenize
+    from ..graph.text import tokenize
 
     lines = [x.strip() for x in Path(args.calib).read_text().splitlines() if x.strip()]
     enc = tokenize(args.tokenizer, lines, seq_len)
@@ -236,9 +237,9 @@ def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
 
 
 def _options(args):
+    from ..graph import calibrate, importer
+    from ..graph.compile import CompileOptions
     from ..target import resolve
-    from . import calibrate, importer
-    from .compile import CompileOptions
 
     target = resolve(args.target)  # a bad target is refused before the model is read
     model = importer.load_onnx(args.model)
@@ -257,37 +258,31 @@ def _options(args):
 
 
 def _cmd_tune(args) -> None:
+    from ..graph.lower import lower
+    from ..tune import graph as graph_tune
     from ..tune import records
     from ..tune.apply import requested_kernels
     from ..tune.tuner import tune as tune_kernel
-    from . import fuse_norm, importer, rewrite, tune
 
     model, opts = _options(args)
     target = opts.target
-    static = importer.static_model(model, args.batch, args.seq_len)
-    mod, _ = importer.to_relax(static, args.batch, args.seq_len)
-
-    def swap():
-        return rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
-                                    names=rewrite.names_from_onnx(static), database=str(args.work_dir))[0]
-
     if args.kernel_trials > 0:  # the kernels this graph uses first: the graph's own swap says which
         with requested_kernels() as keys:
-            swap()
+            lower(model, opts, target, log=lambda *_: None)
         keys = list(dict.fromkeys(keys))
         for i, key in enumerate(keys, 1):
             res = tune_kernel(key, target, args.kernel_trials, db_root=args.work_dir, quiet=True)
             print(f"[kernel {i}/{len(keys)}] {key.name}: {res.trials_after} trials, best {res.best_us or 0:.1f} us",
                   flush=True)
-    if args.trials > 0:
-        swapped, _ = fuse_norm.fuse_add_layer_norm(swap())  # as compile does: tune what compile builds
-        tune.tune(swapped, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
+    if args.trials > 0:  # what compile builds, kernels scheduled from their (new) records
+        low = lower(model, opts, target)
+        graph_tune.tune(low.mod, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
 
 
 def _cmd_compile(args) -> None:
+    from ..graph.compile import compile_model
+    from ..graph.outputs import refuse_clashes
     from ..runtime.metadata import metadata_path
-    from .compile import compile_model
-    from .outputs import refuse_clashes
 
     refuse_clashes({"input model": args.model, "calibration file": args.calib},
                    {"library": args.output, "library's metadata": metadata_path(args.output)})
@@ -300,7 +295,7 @@ def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> 
     if npz:
         return dict(np.load(npz))
     if text:
-        from .text import tokenize
+        from ..graph.text import tokenize
 
         return tokenize(tokenizer, [text] * model.shape[0], model.shape[1])
     limit = model.metadata.input_limits.get("input_ids", 1000)
@@ -308,9 +303,9 @@ def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> 
 
 
 def _cmd_run(args) -> None:
+    from ..graph.outputs import refuse_clashes
     from ..runtime.metadata import metadata_path
     from ..runtime.model import load
-    from .outputs import refuse_clashes
 
     if args.save:  # np.save appends .npy to a name without it
         save = args.save if str(args.save).endswith(".npy") else f"{args.save}.npy"
@@ -326,7 +321,7 @@ def _cmd_run(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .bench import bench_library, bench_onnxruntime
+    from ..bench.model import bench_library, bench_onnxruntime
 
     lib = bench_library(args.library, runs=args.runs, threads=args.threads)
     print(f"tvm-sparse  {args.library}: median {lib['median_ms']:.3f} ms, p90 {lib['p90_ms']:.3f} ms "

@@ -1,26 +1,17 @@
-"""One Linear layer -> a scheduled kernel and its constant arrays: what the graph rewrite calls.
+"""One Linear layer as the graph hands it to a kernel kind, and the int8 constants every int8 kind shares.
 
 Weights are quantized here (s8, symmetric, per output channel); activations arrive as fp32 and the
 kernel quantizes them itself with the calibrated (u8, per-tensor) parameters, so the graph only
-swaps ``matmul + add (+ gelu)`` for one call. Outputs are fp32.
+swaps ``matmul + add (+ gelu)`` for one call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import tvm
-from tvm import tirx
 
-from ..format import bsr4x1
-from .amx import dense_amx, targets_amx
-from .amx import fits as amx_fits
-from .dense_int8 import dense_int8, pack_dense
-from .epilogue import Epilogue
-from .sparse_fp32 import sparse_fp32
-from .sparse_int8 import sparse_int8, swizzles
+from ..kernels.epilogue import Epilogue
 
 
 @dataclass
@@ -71,26 +62,24 @@ def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return wq, scale
 
 
-def kernel_key(layer: LinearLayer, m: int):
-    from ..tune.workload import KernelKey, sparsity_bucket
+@dataclass
+class Int8Constants:
+    """What an int8 kernel's prologue and epilogue read: ``y = (acc - corr) * scale + bias`` (then GELU,
+    requantization)."""
 
-    n, k = layer.weight.shape
-    kind = f"{'sparse' if layer.sparse else 'dense'}_{layer.precision}"
-    bucket = sparsity_bucket(bsr4x1.block_sparsity(layer.weight)) if layer.sparse else 0
-    # the spmm's loop nest reads its input in the input's layout: that layout's records serve
-    return KernelKey(kind, m, k, n, bucket, transposed=layer.in_transposed)
+    weight: np.ndarray  # s8 [N, K]
+    epilogue: Epilogue
+    qin: np.ndarray  # [1 / act_scale, act_zero_point]: the kernel's own input quantization
+    scale: np.ndarray  # per output channel
+    corr: np.ndarray  # zero-point correction, per output channel
+    bias: np.ndarray
+    qout: np.ndarray | None  # [1 / out_scale, out_zero_point] where the output leaves as u8
 
 
-def linear_func(layer: LinearLayer, m: int, amx: bool = False) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
-    """The unscheduled kernel and its constants for ``layer`` at ``m`` tokens; None for dense fp32,
-    which stays an ordinary Relax matmul (MetaSchedule tunes it with the rest of the graph)."""
-    n, k = layer.weight.shape
+def int8_constants(layer: LinearLayer) -> Int8Constants:
+    """Quantize ``layer``'s weight and fold its quantization parameters into one epilogue."""
+    n = layer.weight.shape[0]
     bias = np.zeros(n, np.float32) if layer.bias is None else layer.bias.astype(np.float32)
-    if layer.precision == "fp32":
-        if not layer.sparse:
-            return None
-        p = bsr4x1.pack(layer.weight.astype(np.float32))
-        return sparse_fp32(m, k, n, gelu=layer.gelu), [p.indptr, p.indices, p.values, bias]
     wq, sw = quantize_weight(layer.weight.astype(np.float32))
     if layer.out_quant:
         epilogue = Epilogue.GELU_U8 if layer.gelu else Epilogue.U8
@@ -107,40 +96,4 @@ def linear_func(layer: LinearLayer, m: int, amx: bool = False) -> tuple[tirx.Pri
         if np.ndim(s_out):  # per channel: y / s_out[n] = acc' * (scale / s_out) + bias / s_out
             scale = (scale / s_out).astype(np.float32)
             bias = (bias / s_out).astype(np.float32)
-    if layer.sparse:
-        p = bsr4x1.pack(wq)
-        # a chain's u8 [n, mp] hand-over is in swizzled tiles: both of its kernels then take the
-        # 4x64x4 intrinsic (the first accumulates swizzled, the second reads swizzled)
-        func = sparse_int8(m, k, n, epilogue, quantize_input=not layer.in_transposed,
-                           x_transposed=layer.in_transposed,
-                           y_transposed=layer.out_quant is not None or layer.out_transposed,
-                           x_swizzled=layer.in_transposed and swizzles(m),
-                           y_swizzled=layer.out_quant is not None and layer.out_swizzled and swizzles(m))
-        consts = [] if layer.in_transposed else [qin]
-        consts += [p.indptr, p.indices, p.values, scale, corr, bias]
-        if qout is not None:
-            consts.append(qout)
-        return func, consts
-    dense = dense_amx if amx and amx_fits(m, k, n) else dense_int8
-    return dense(m, k, n, epilogue, quantize_input=True), [qin, pack_dense(wq), scale, corr, bias]
-
-
-def build_linear(
-    layer: LinearLayer, m: int, target: tvm.target.Target, database: str | Path | None = None
-) -> tuple[tirx.PrimFunc, list[np.ndarray]] | None:
-    """A scheduled kernel ``func(X, *consts, Y)`` (X fp32 [m, K], Y fp32 [m, N]) and its constants.
-
-    Schedules come from ``database`` (if given), ``tuning_logs/`` and the shipped ``schedules/``. A dense int8
-    layer runs on AMX tiles where the target has them (4.4x the tuned VNNI kernel at 128x768x3072 on a
-    Sapphire Rapids core); that kernel is written scheduled.
-    """
-    from ..tune.apply import database_roots, schedule
-
-    built = linear_func(layer, m, amx=targets_amx(target))
-    if built is None:
-        return None
-    func, consts = built
-    if func.attrs is not None and func.attrs.get("tvm_sparse.amx", False):
-        return func, consts
-    scheduled, _source = schedule(func, kernel_key(layer, m), target, database_roots([database] if database else []))
-    return scheduled, consts
+    return Int8Constants(wq, epilogue, qin, scale, corr, bias, qout)

@@ -3,7 +3,8 @@ import pytest
 import tvm
 
 from tvm_sparse.format import bsr4x1
-from tvm_sparse.kernels.library import LinearLayer, build_linear
+from tvm_sparse.graph.linear import build as build_linear
+from tvm_sparse.kinds import LinearLayer
 
 
 def _layer(precision, sparse, gelu, seed=0, n=64, k=96):

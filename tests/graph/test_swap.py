@@ -5,7 +5,7 @@ import tvm
 from tvm import relax
 
 from tvm_sparse.format import bsr4x1
-from tvm_sparse.graph import rewrite
+from tvm_sparse.graph import swap as rewrite
 from tvm_sparse.graph.calibrate import ActQuant, weight_key
 from tvm_sparse.graph.compile import build
 from tvm_sparse.target import resolve

@@ -1,6 +1,6 @@
 """Per-operator time of a compiled library: the Relax VM's instrument hook times every call.
 
-Run it in a process of its own, with ``TVM_NUM_THREADS`` set (``python -m tvm_sparse.graph.profile LIB.so``).
+Run it in a process of its own, with ``TVM_NUM_THREADS`` set (``python -m tvm_sparse.bench.profile LIB.so``).
 The hook's own overhead (a Python call before and after each op, ~2 us) is included in each figure.
 """
 
@@ -30,11 +30,11 @@ def profile(lib_path: str | Path, runs: int = 20, warmup: int = 3) -> dict:
     from ..runtime.model import load
 
     model = load(lib_path)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_path)), tvm.cpu())
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(lib_path)), model.device)
     limit = model.metadata.input_limits.get("input_ids", 1000)
     feeds = {"input_ids": np.random.default_rng(0).integers(0, limit, model.shape),
              "attention_mask": np.ones(model.shape, np.int64), "token_type_ids": np.zeros(model.shape, np.int64)}
-    args = [tvm.runtime.tensor(model._prepare(n, feeds[n]), tvm.cpu()) for n in model.input_names]
+    args = [tvm.runtime.tensor(model._prepare(n, feeds[n]), model.device) for n in model.input_names]
     for _ in range(warmup):
         vm["main"](*args)
     per_run: list[dict[str, float]] = []

@@ -1,7 +1,8 @@
-"""MetaSchedule tuning of everything the kernel library does not cover (attention matmuls, softmax,
+"""MetaSchedule tuning of a graph's functions: everything the kernel library does not cover (attention matmuls, softmax,
 LayerNorm, embeddings, reshapes, and dense fp32 Linears).
 
-One JSON database per directory. Tasks are keyed by their fused TIR structure, so the 12 identical
+Built and measured as kernels are (``builder``, ``runner``, ``config``); one checked, locked JSON
+database per directory. Tasks are keyed by their fused TIR structure, so the 12 identical
 LayerNorms of a BERT are one task and a record serves every layer of the same shape, in this model
 and the next. Tuning goes task by task: progress is printed, and a task that already holds ``trials``
 measured records in the database is skipped (resume after an interruption).
@@ -18,51 +19,18 @@ from pathlib import Path
 import numpy as np
 import tvm
 import tvm_ffi
-from tvm import relax, s_tir
+from tvm import relax
 from tvm.s_tir import meta_schedule as ms
 
-from .. import pipeline
-from ..schedule import elementwise as elementwise_schedule
-from ..schedule import matmul as matmul_schedule
-from ..schedule import softmax as softmax_schedule
-from ..tune import records
-from ..tune.database import exclusive
-from ..tune.database import open_database as checked_database
-from .linear import is_scheduled
-
-# TVM 0.27 does not mark isnan vectorizable, so a loop holding one is scalarized whole: BERT's
-# softmax (exported as where(isnan(softmax(x)), 0, softmax(x))) ran one scalar divide per element,
-# 3x slower. LLVM lowers isnan to a vector `fcmp uno` like any compare. Registered on import, so
-# the tuning builder's worker processes (which import this module for build_func) get it too.
-if tvm.ir.Op.get("tirx.isnan").get_attr("TVectorizable") is None:
-    tvm.ir.register_op_attr("tirx.isnan", "TVectorizable", True)
-
-BUILD_TIMEOUT_S = 180.0
-RUN_TIMEOUT_S = 60.0
-EVALUATOR = ms.runner.EvaluatorConfig(number=10, repeat=3, min_repeat_ms=20, enable_cpu_cache_flush=False)
-
-
-def build_func(mod: tvm.IRModule, target: tvm.target.Target, _params) -> tvm.runtime.Module:
-    """Builder hook: a runtime Module straight from TIR (the default one times out, see the notes)."""
-    return pipeline.build(mod, target)
-
-
-def alloc_args(device, args_info, alloc_repeat: int):
-    """Runner hook: integer tensors are zeros (valid indices for ``take``/``gather_nd``, whose fast
-    mode has no bounds check), float tensors random."""
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(alloc_repeat):
-        args = []
-        for info in args_info:
-            _, dtype, shape = info
-            if dtype.startswith(("int", "uint", "bool")):
-                arr = np.zeros(shape, dtype=dtype)
-            else:
-                arr = rng.standard_normal(shape).astype(dtype)
-            args.append(tvm.runtime.tensor(arr, device))
-        out.append(args)
-    return out
+from ..schedule.hand import hand_schedule, hand_schedule_name
+from ..schedule.scheduled import is_scheduled, mark_scheduled
+from ..target import device
+from . import records
+from .builder import build, local_builder
+from .config import EVALUATOR
+from .database import exclusive
+from .database import open_database as checked_database
+from .runner import local_runner, safe_args
 
 
 def open_database(work_dir: str | Path, target: tvm.target.Target) -> ms.database.JSONDatabase:
@@ -141,31 +109,6 @@ def budget(heavy: int, light: int):
     return lambda task: heavy if is_heavy(task) else light
 
 
-# name -> (applies to the task's function?, schedule it): attention's softmax and batched matmuls,
-# and elementwise functions
-HAND_SCHEDULES = {"softmax": (softmax_schedule.matches, softmax_schedule.schedule_softmax),
-                  "matmul": (matmul_schedule.matches, matmul_schedule.schedule_matmul),
-                  "elementwise": (elementwise_schedule.matches, elementwise_schedule.schedule_elementwise)}
-
-
-def hand_schedule_name(mod: tvm.IRModule) -> str | None:
-    """Which hand schedule ``mod["main"]`` has, if any."""
-    return next((name for name, (matches, _) in HAND_SCHEDULES.items() if matches(mod["main"])), None)
-
-
-def hand_schedule(mod: tvm.IRModule) -> s_tir.Schedule | None:
-    """Our hand schedule of ``mod["main"]``, if it is a function we have one for (and it applies:
-    a shape ``matches`` did not foresee leaves the function to MetaSchedule, not a crash)."""
-    name = hand_schedule_name(mod)
-    if name is None:
-        return None
-    try:
-        return HAND_SCHEDULES[name][1](s_tir.Schedule(mod))
-    except (s_tir.ScheduleError, tvm.TVMError) as err:
-        logging.getLogger(__name__).warning("%s hand schedule does not apply: %s", name, str(err).splitlines()[-1])
-        return None
-
-
 def seed_hand_schedules(task, db: ms.database.Database, target: tvm.target.Target) -> float | None:
     """Measure the hand schedule of a task that has one and commit it as a record: compile picks it
     if nothing tuned beats it, and the search starts from it. Returns its time in seconds, None when
@@ -174,29 +117,16 @@ def seed_hand_schedules(task, db: ms.database.Database, target: tvm.target.Targe
     if sch is None:
         return None
     func = task.dispatched[0]["main"]
-    lib = build_func(sch.mod, target, None)
+    lib = build(sch.mod, target, None)
     info = ms.arg_info.ArgInfo.from_prim_func(func)
-    args = alloc_args(tvm.cpu(), [a.as_json() for a in info], 1)[0]
-    ev = lib.time_evaluator(lib.entry_name, tvm.cpu(), number=EVALUATOR.number, repeat=EVALUATOR.repeat,
+    dev = device(target)
+    args = safe_args(dev, [a.as_json() for a in info], 1)[0]
+    ev = lib.time_evaluator(lib.entry_name, dev, number=EVALUATOR.number, repeat=EVALUATOR.repeat,
                             min_repeat_ms=EVALUATOR.min_repeat_ms)
     secs = [float(t) for t in ev(*args).results]
     db.commit_tuning_record(ms.database.TuningRecord(
         sch.trace, db.commit_workload(task.dispatched[0]), secs, target, info))
     return float(np.mean(secs))
-
-
-def apply_hand_schedules(mod: tvm.IRModule) -> tvm.IRModule:
-    """Schedule by hand every function still unscheduled that has a hand schedule (a batch size or
-    sequence length nothing was tuned for): shape-generic code instead of a refusal to compile."""
-    done = {}
-    for gv, func in mod.functions.items():
-        if isinstance(func, tvm.tirx.PrimFunc) and not is_scheduled(func):
-            sch = hand_schedule(tvm.IRModule({"main": func}))
-            if sch is not None:
-                done[gv] = sch.mod["main"].with_attr("tirx.is_scheduled", True)
-    for gv, func in done.items():
-        mod[gv] = func
-    return mod
 
 
 def default_schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.tirx.PrimFunc | None:
@@ -210,7 +140,7 @@ def default_schedule(func: tvm.tirx.PrimFunc, target: tvm.target.Target) -> tvm.
         sch = ctx.space_generator.generate_design_space(mod)[0]
         if not all(p.apply(sch) for p in ctx.space_generator.postprocs):
             return None
-        return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+        return mark_scheduled(sch.mod["main"])
     except Exception:  # noqa: BLE001  (any failure: the function stays as it is)
         return None
 
@@ -243,9 +173,7 @@ def _tune_locked(tasks: list, target: tvm.target.Target, work_dir: Path, per_tas
     total_w = sum(t.weight for t in tasks)
     log(f"tuning {len(tasks)} tasks ({total_w} calls) into {work_dir}: "
         f"{sum(per_task(t) for t in tasks)} trials in all")
-    builder = ms.builder.LocalBuilder(f_build=build_func, timeout_sec=BUILD_TIMEOUT_S, max_workers=1)
-    runner = ms.runner.LocalRunner(timeout_sec=RUN_TIMEOUT_S, evaluator_config=EVALUATOR,
-                                   f_alloc_argument=alloc_args)
+    builder, runner = local_builder(max_workers=1), local_runner()
     t0 = time.time()
     progress = Progress(work_dir)
     for i, task in enumerate(tasks, 1):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tvm.s_tir import meta_schedule as ms
 
 from ..kernels.intrin import DENSE_VNNI_INTRIN
-from ..schedule.sparse import SKETCHES
+from .sparse import SKETCHES
 
 
 def sparse_space() -> ms.space_generator.ScheduleFn:

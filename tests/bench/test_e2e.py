@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tvm_sparse.graph import bench_e2e
+from tvm_sparse.bench import e2e as bench_e2e
 
 
 def _row(engine, median, p90=None, model="bert-base", sparsity=0.9, threads=1, batch=1, **extra):

@@ -1,0 +1,42 @@
+"""Dense u8 x s8 -> s32 on AVX512-VNNI (``kernels/dense_int8.py``): dense int8 Linears where nothing faster runs."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import tirx
+
+from ..kernels.dense_int8 import dense_int8, pack_dense
+from ..kernels.epilogue import Epilogue
+from ..schedule.space import dense_space
+from .base import CANONICAL_EPILOGUE, KernelKey, KernelKind
+from .layer import LinearLayer, int8_constants
+from .sparse_int8 import int8_canonical_arrays
+
+
+class DenseInt8(KernelKind):
+    name = "dense_int8"
+    sparse = False
+    precision = "int8"
+    needs = frozenset({"avx512vnni"})
+
+    def supports(self, layer: LinearLayer, m: int) -> bool:
+        return super().supports(layer, m) and not (layer.in_transposed or layer.out_quant or layer.out_transposed)
+
+    def func(self, key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx.PrimFunc:
+        return dense_int8(key.m, key.k, key.n, epilogue)
+
+    def canonical(self, key: KernelKey) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
+        w, (x, *epi), out = int8_canonical_arrays(key, np.random.default_rng(key.seed()))
+        return self.workload(key), [x, pack_dense(w), *epi, out]
+
+    def space(self):
+        return dense_space()
+
+    def build(self, layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
+        n, k = layer.weight.shape
+        c = int8_constants(layer)
+        func = dense_int8(m, k, n, c.epilogue, quantize_input=True)
+        return func, [c.qin, pack_dense(c.weight), c.scale, c.corr, c.bias]
+
+
+KIND = DenseInt8()
