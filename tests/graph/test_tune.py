@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tvm
 
+from tvm_sparse.schedule.hand import apply_hand_schedules, hand_schedule_name
 from tvm_sparse.tune import graph as tune
 
 
@@ -52,11 +53,11 @@ def test_attention_matmul_hand_schedule_is_seeded_and_applied(tmp_path, target):
     class Task:
         task_name, dispatched = "fused_matmul_add", [tvm.IRModule({"main": func})]
 
-    assert tune.hand_schedule_name(Task.dispatched[0]) == "matmul"
+    assert hand_schedule_name(Task.dispatched[0]) == "matmul"
     db = tune.open_database(tmp_path, target)
     assert tune.seed_hand_schedules(Task, db, target) > 0
     assert len(db.get_top_k(db.commit_workload(Task.dispatched[0]), 1)) == 1
-    applied = tune.apply_hand_schedules(tvm.IRModule({"mm": func}))["mm"]
+    applied = apply_hand_schedules(tvm.IRModule({"mm": func}))["mm"]
     assert applied.attrs["tirx.is_scheduled"] and "T.parallel" in applied.script()
 
 
