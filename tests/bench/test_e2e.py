@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tvm_sparse.bench import e2e as bench_e2e
@@ -23,24 +25,21 @@ def test_ratios_are_other_over_ours():
     assert by[1]["ratio"]["itrex"] is None  # an optional engine that did not run
 
 
-def test_best_throughput_respects_the_p90_bound():
-    rows = [_row("tvm_int8", 10, 12, batch=1), _row("tvm_int8", 18, 20, batch=2),
-            _row("tvm_int8", 30, 60, batch=4), _row("ort_int8", 60, 70, batch=1)]
-    tp = bench_e2e.best_throughput(rows, bound_ms=50.0)
-    ours = tp["bert-base|tvm_int8"]
-    assert ours["best_batch"] == 2 and ours["best_seq_per_s"] == pytest.approx(2 / 0.018)
-    assert [b["within_bound"] for b in ours["per_batch"]] == [True, True, False]
-    assert tp["bert-base|ort_int8"]["best_seq_per_s"] is None  # never under the bound
-
-
 def test_markdown_table():
     rows = [_row("tvm_int8", 10.0), _row("ort_int8", 50.0), _row("ort_fp32", 140.0)]
-    tput = bench_e2e.best_throughput([_row("tvm_int8", 10, 12)], 50.0)
+    point = {"engine": "tvm_int8", "cores": 16, "instances": 8, "threads": 2, "batch": 1, "seq_per_s": 900.0,
+             "median_ms": 10.0, "p90_ms": 12.0}
+    tput = {"bert-base|tvm_int8": {"model": "bert-base", "bound_ms": 50.0, **point},
+            "bert-base|ort_int8": {"model": "bert-base", "bound_ms": 50.0, **point, "engine": "ort_int8",
+                                   "seq_per_s": 300.0},
+            "bert-mini|ort_int8": {"model": "bert-mini", "engine": "ort_int8", "bound_ms": 10.0}}
     md = bench_e2e.markdown(bench_e2e.ratios(rows), tput, note="a note")
     lines = md.splitlines()
     assert lines[0].startswith("| model | sparsity | threads | tvm int8 ms (p90)")
     assert "| bert-base | 90% | 1 | 10.00 (11.00) | - | 140.00 (154.00) | 50.00 (55.00) | 14.00x | 5.00x | - |" in lines
-    assert any(line.startswith("| bert-base | tvm_int8 | 50 | 1: 100.0 (12.0) | 100.0 (1) |") for line in lines)
+    assert "| bert-base | tvm_int8 | 50 | 16 | 900.0 | 8 x 2, 1 | 12.00 | - |" in lines
+    assert "| bert-base | ort_int8 | 50 | 16 | 300.0 | 8 x 2, 1 | 12.00 | 3.00x |" in lines
+    assert "| bert-mini | ort_int8 | 10 | - | none within the bound | - | - | - |" in lines
     assert lines[-1] == "a note"
     assert "itrex" not in md  # the optional engine's columns appear only when it ran
     with_itrex = bench_e2e.markdown(bench_e2e.ratios(rows + [_row("itrex", 12.5)]))
@@ -92,8 +91,15 @@ def test_everything_is_built_before_anything_is_timed(tmp_path, monkeypatch):
         events.append(("time", engine, path.name, threads))
         return {"median_ms": 1.0, "p90_ms": 1.1}
 
+    def search(engine, kind, paths, seq_len, cores, bound, seconds, log):
+        events.append(("time", engine, tuple(sorted(paths)), len(cores)))
+        return None, []
+
+    from tvm_sparse.bench import throughput
+
     monkeypatch.setattr(bench_e2e, "artifact", artifact)
     monkeypatch.setattr(bench_e2e, "time_engine", time_engine)
+    monkeypatch.setattr(throughput, "search", search)
     cfg = bench_e2e.Config(out_dir=tmp_path, models=("bert-mini", "minilm"), sparsities=(0.9,), threads=(1, 2),
                            engines=("tvm_int8", "ort_int8"), throughput_models=("bert-mini",),
                            throughput_batches=(1, 2))
@@ -103,9 +109,11 @@ def test_everything_is_built_before_anything_is_timed(tmp_path, monkeypatch):
     # the throughput rows' batch-1 artifacts are the matrix's own, built once
     assert events.count(("build", "tvm_int8", "bert-mini", 1)) == 1
     assert ("build", "tvm_int8", "bert-mini", 2) in events
-    assert kinds.count("time") == 2 * 2 + 1 + 2  # 2 models x 2 threads, tvm only; throughput: b1 tvm, b2 both
-    errors = [r for r in result["rows"] + result["throughput_rows"] if "error" in r]
-    assert len(errors) == 2 * 2 + 1 and all(r["error"] == "quantize failed" for r in errors)
+    assert kinds.count("time") == 2 * 2 + 2  # 2 models x 2 threads, tvm only; one throughput search per engine
+    assert ("time", "tvm_int8", (1, 2), len(os.sched_getaffinity(0))) in events
+    assert ("time", "ort_int8", (2,), len(os.sched_getaffinity(0))) in events  # its batch-1 build failed
+    errors = [r for r in result["rows"] if "error" in r]
+    assert len(errors) == 2 * 2 and all(r["error"] == "quantize failed" for r in errors)
     cfg.build_only = True
     events.clear()
     bench_e2e.run(cfg, log=lambda *_: None)

@@ -132,7 +132,8 @@ def add_commands(subparsers) -> None:
                     "quantizes the same pruned ONNX with onnxruntime's quantize_dynamic, and times each "
                     "engine in its own process: median and p90 ms and ratios, in OUT/results.json and "
                     "OUT/results.md. --throughput adds the paper's metric: the highest sequences/s whose p90 "
-                    "latency stays under a bound (bert-base: 50 ms), over --batches. Compiles use the "
+                    "latency stays under a bound (bert-base: 50 ms), over instance counts (each pinned to its own "
+                    "cores, all at once) and --batches, for this project and onnxruntime int8. Compiles use the "
                     "shipped graph records (schedules/<mcpu>/graph) and --work-dir. Example: "
                     "tvm-sparse bench-e2e --models bert-base --sparsities 0.9 --threads 1")
     p.add_argument("--out", default="out/e2e", help="cache and results directory (default out/e2e)")
@@ -158,7 +159,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--itrex-python", default="",
                    help="python of an environment with Intel Extension for Transformers 1.4.2: adds the paper's "
                         "Intel engine with --engines ...,itrex (setup: tvm_sparse/bench/peers/itrex_run.py)")
-    p.add_argument("--throughput-threads", type=int, default=1)
+    p.add_argument("--throughput-cores", type=int, default=0,
+                   help="cores the throughput instances share (default: every core this process may use)")
+    p.add_argument("--throughput-seconds", type=float, default=5.0, help="timed window per configuration")
     p.add_argument("--throughput-trials", default="0,0",
                    help="HEAVY,LIGHT graph tuning trials per task for batch sizes other than 1, whose "
                         "operators have no shipped records (default 0,0: shipped records only)")
@@ -191,7 +194,8 @@ def _cmd_bench_e2e(args) -> None:
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,
                      throughput_models=_csv(args.throughput), throughput_sparsity=args.throughput_sparsity,
-                     throughput_batches=_csv(args.batches, int), throughput_threads=args.throughput_threads,
+                     throughput_batches=_csv(args.batches, int), throughput_cores=args.throughput_cores,
+                     throughput_seconds=args.throughput_seconds,
                      throughput_trials=_csv(args.throughput_trials, int),
                      engines=_csv(args.engines), build_only=args.build_only, itrex_python=args.itrex_python)
     e2e.run(cfg, log=lambda *a: print(*a, flush=True))
