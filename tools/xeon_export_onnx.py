@@ -19,6 +19,8 @@ import transformers
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+# any batch (the throughput search runs onnxruntime at several); the sequence length stays fixed
+DYNAMIC = {**{n: {0: "batch"} for n in INPUTS}, "last_hidden_state": {0: "batch"}}
 
 
 def prune_4x1(w: np.ndarray, sparsity: float) -> np.ndarray:
@@ -69,20 +71,22 @@ class _Encoder(torch.nn.Module):
 
 
 def export(model, shape: list[int], path: Path) -> str:
-    """Fixed-shape fp32 ONNX; the dynamo exporter first (as the project exports), TorchScript's if
+    """fp32 ONNX, any batch, the sequence fixed; the dynamo exporter first (as the project exports), TorchScript's if
     that fails. Returns which one wrote the file."""
     feeds = (torch.ones(shape, dtype=torch.long), torch.ones(shape, dtype=torch.long),
              torch.zeros(shape, dtype=torch.long))
     with torch.no_grad():
         try:
             program = torch.onnx.export(_Encoder(model), feeds, input_names=INPUTS,
-                                        output_names=["last_hidden_state"], opset_version=20, dynamo=True)
+                                        output_names=["last_hidden_state"], opset_version=20, dynamo=True,
+                                        dynamic_axes=DYNAMIC)
             program.save(str(path), external_data=False)
             return "dynamo"
         except Exception as e:  # noqa: BLE001  (any exporter failure: try the other one)
             print(f"dynamo export failed ({type(e).__name__}: {str(e)[:200]}); TorchScript exporter", flush=True)
             torch.onnx.export(_Encoder(model), feeds, str(path), input_names=INPUTS,
-                              output_names=["last_hidden_state"], opset_version=17, dynamo=False)
+                              output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                              dynamic_axes=DYNAMIC)
             return "torchscript"
 
 

@@ -123,7 +123,8 @@ def missing_budget(work_dir: Path, target: tvm.target.Target, trials: int):
     return per_task
 
 
-def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_trials: int) -> None:
+def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_trials: int,
+                 throughput_batches: tuple[int, ...] = ()) -> None:
     from tvm_sparse.graph import calibrate, export, importer, prune
     from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
 
@@ -150,6 +151,14 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_tri
                               trials=missing_budget(work, target, graph_trials),
                               target=spec, threshold=None if s > 0 else 1.01)
         compile_model(importer.load_onnx(pruned), mdir / f"{tag}_int8.so", opts)
+        for b in throughput_batches if s > 0 and name == "bert-base" else ():  # bench/throughput.py's libraries
+            (out / "throughput").mkdir(exist_ok=True)
+            static_b = importer.static_model(pruned, b, M)
+            samples_b = [{k: np.repeat(v, b, axis=0) for k, v in x.items()} for x in samples[:2]]
+            opts_b = CompileOptions(batch=b, seq_len=M, precision="int8", work_dir=str(work),
+                                    calibration=calibrate.calibrate(static_b, samples_b),
+                                    trials=missing_budget(work, target, graph_trials), target=spec)
+            compile_model(importer.load_onnx(pruned), out / "throughput" / f"{tag}_b{b}_int8.so", opts_b)
         # fidelity reference: onnxruntime fp32 on the exact model compiled, inputs unseen by calibration
         feeds = {"input_ids": np.random.default_rng(2).integers(0, VOCAB, (1, M)).astype(np.int64),
                  "attention_mask": np.ones((1, M), np.int64), "token_type_ids": np.zeros((1, M), np.int64)}
@@ -169,6 +178,8 @@ def main() -> None:
     ap.add_argument("--what", default="runtime,kernels,models")
     ap.add_argument("--graph-db", default="schedules/sapphirerapids/graph",
                     help="graph tuning records to compile the models with")
+    ap.add_argument("--throughput-batches", default="1,4",
+                    help="batch sizes of the bert-base sparse libraries for bench/throughput.py (in throughput/)")
     ap.add_argument("--graph-trials", type=int, default=16,
                     help="trials for each graph function that --graph-db has no record for")
     a = ap.parse_args()
@@ -184,7 +195,8 @@ def main() -> None:
     if "kernels" in a.what:
         build_kernels(out, target)
     if "models" in a.what:
-        build_models(out, target, Path(a.graph_db), a.graph_trials)
+        build_models(out, target, Path(a.graph_db), a.graph_trials,
+                     tuple(int(b) for b in a.throughput_batches.split(",") if b))
     print(f"bundle ready in {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.1f} MiB")
 
 
