@@ -1,0 +1,142 @@
+"""4x1 block-sparse int8 on AMX tiles: ``YT[N, M] = epilogue(W[N, K] @ XT[K, M])``, W 4x1-sparse.
+
+A 4x1 block row is 4 output channels: too thin for a 16-row tile. ``format.union16`` groups 4 block rows
+into 16 channels and packs the weights over the union of their nonzero input channels, 64 at a time (a
+*chunk*), as dense s8 tiles. Per group, per 64 tokens, per chunk:
+
+  gather     the chunk's 64 activation rows of ``XT[K, M]`` (64 tokens each), interleaved in fours
+             into 4 u8 B tiles (16 k-quads x 16 tokens x 4 bytes): 8 in-lane unpacks per 4 rows
+             (``intrin._unpack``, the VNNI kernel's swizzled interleave), into a 4 KiB stack scratch
+  product    ``tdpbsud`` (A signed: the weight tile, B unsigned: activations) into 4 accumulator
+             tiles of 16 channels x 16 tokens: C is ``[N, M]``, the layout chained sparse layers use
+  epilogue   after the last chunk: the 4 C tiles to a 4 KiB scratch, then the epilogue (the VNNI
+             kernel's: s32, dequantize + bias, GELU, requantize to u8), 16 tokens a vector, stored to
+             the group's rows through ``perm`` (the pack may reorder channels to shrink unions)
+
+Tiles: tmm0..3 accumulators, tmm4 the weight tile, tmm5..7 activation tiles. Token order: the in-lane
+interleave puts, in B tile v of a 64-token block, token ``16 L + 4 v + c`` at column ``4 L + c``, so
+the accumulators hold the tokens *swizzled* (``intrin.swizzled_position``). A swizzled input gives them
+in natural order; the store puts them in whichever order the output wants (a 4-source shuffle).
+Written already scheduled, like ``amx.dense_amx``: its loops are the schedule.
+"""
+
+from __future__ import annotations
+
+from tvm import tirx
+from tvm.script import tirx as T
+
+from ..format.union16 import CHUNK, GROUP, PackedUnion16
+from . import epilogue as ep
+from .amx import TILE_BYTES, TILE_ROWS, ldtilecfg, tileload, tilerelease, tilestore, tilezero
+from .epilogue import Epilogue
+from .intrin import _unpack
+from .signature import keep_params
+
+TOKENS = 64  # tokens per pass: 4 accumulator tiles of 16
+ACC_TILES = TOKENS // TILE_ROWS
+A_TILE = 4
+B_TILES = (5, 6, 7)
+
+
+def tdpbsud(acc: int, a: int, b: int):
+    """``C[16, 16] s32 += A[16, 64] s8 . B[16, 64] u8`` (4-byte dot products): signed A, unsigned B."""
+    return T.call_llvm_intrin("void", "llvm.x86.tdpbsud", T.int8(acc), T.int8(a), T.int8(b))
+
+
+def fits(m: int, k: int, n: int) -> bool:
+    """Whether ``sparse_amx`` takes this shape: whole 64-token blocks and 16-channel groups."""
+    return m % TOKENS == 0 and n % GROUP == 0 and k > 0
+
+
+def _tile_order(v, L, c):
+    """Accumulator column (of the 64 a pass stores) holding token ``16 L + 4 v + c`` of the 64."""
+    return v * 16 + L * 4 + c
+
+
+def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swizzled: bool = False,
+               y_swizzled: bool = False) -> tirx.PrimFunc:
+    """The 4x1-sparse int8 Linear on AMX, ``[K, M] -> [N, M]`` (tokens contiguous on both sides).
+
+    Parameters: ``X[k, m]`` u8, ``ChunkPtr, Kidx, Values, Perm`` (``PackedUnion16.arrays()``, the
+    number of chunks is a symbolic dimension, so one build serves every weight of the shape), the
+    epilogue's ``Scale, Corr, Bias[n]`` / ``Qout[2]`` exactly as ``sparse_int8`` takes them (indexed by
+    the original channel), ``Y[n, m]``. ``x_swizzled`` / ``y_swizzled``: that side holds 64-token
+    blocks in the swizzled order the VNNI kernel chains with (``intrin.swizzled_position``).
+    ``m`` must be a multiple of 64 and ``n`` of 16."""
+    if not fits(m, k, n):
+        raise ValueError(f"sparse_amx needs m % {TOKENS} == 0 and n % {GROUP} == 0, got m={m} k={k} n={n}")
+    groups, passes = n // GROUP, m // TOKENS
+    out_dtype = epilogue.out_dtype
+    # the accumulators hold tokens swizzled against the input's order; the store reorders if the
+    # output's order differs
+    reorder = x_swizzled == y_swizzled
+
+    @T.prim_func(s_tir=True)
+    def func(x: T.handle, chunk_ptr: T.handle, kidx: T.handle, values: T.handle, perm: T.handle,
+             scale: T.handle, corr: T.handle, bias: T.handle, qout: T.handle, y: T.handle) -> None:
+        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True, "tvm_sparse.amx": True})
+        nc = T.int32()
+        X = T.match_buffer(x, (k, m), "uint8")
+        ChunkPtr = T.match_buffer(chunk_ptr, (groups + 1,), "int32")
+        Kidx = T.match_buffer(kidx, (nc, CHUNK), "int32")
+        Values = T.match_buffer(values, (nc, GROUP, CHUNK), "int8")
+        Perm = T.match_buffer(perm, (n,), "int32")
+        Scale = T.match_buffer(scale, (n,), "float32")
+        Corr = T.match_buffer(corr, (n,), "int32")
+        Bias = T.match_buffer(bias, (n,), "float32")
+        Qout = T.match_buffer(qout, (2,), "float32")
+        Y = T.match_buffer(y, (n, m), out_dtype)
+        for g in T.parallel(groups):
+            cfg = T.alloc_buffer((64,), "uint8")
+            for i in T.unroll(64):  # amx.tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
+                cfg[i] = T.uint8(0)
+            cfg[0] = T.uint8(1)
+            for t in T.unroll(8):
+                cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
+                cfg[48 + t] = T.uint8(TILE_ROWS)
+            T.evaluate(ldtilecfg(T.address_of(cfg[0])))
+            for p in range(passes):
+                # B tiles of one chunk, whole (1 KiB each: a tile load streams); 4 KiB, on the stack
+                bt = T.alloc_buffer((ACC_TILES, 16, 64), "uint8")
+                acc = T.alloc_buffer((GROUP, TOKENS), "int32")
+                for t in T.unroll(ACC_TILES):
+                    T.evaluate(tilezero(t))
+                for c in range(ChunkPtr[g], ChunkPtr[g + 1]):
+                    for q in range(16):  # k-quad q: 4 gathered rows -> row q of the 4 B tiles
+                        for v in T.unroll(ACC_TILES):
+                            bt[v, q, T.ramp(0, 1, 64)] = _unpack(
+                                _unpack(X.vload([Kidx[c, 4 * q], p * TOKENS], "uint8x64"),
+                                        X.vload([Kidx[c, 4 * q + 1], p * TOKENS], "uint8x64"), 1, v // 2),
+                                _unpack(X.vload([Kidx[c, 4 * q + 2], p * TOKENS], "uint8x64"),
+                                        X.vload([Kidx[c, 4 * q + 3], p * TOKENS], "uint8x64"), 1, v // 2),
+                                2, v % 2)
+                    T.evaluate(tileload(A_TILE, T.address_of(Values[c, 0, 0]), TILE_BYTES))
+                    for v in T.unroll(ACC_TILES):
+                        T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[v, 0, 0]), TILE_BYTES))
+                        T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
+                for t in T.unroll(ACC_TILES):
+                    T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
+                for r in range(GROUP):
+                    for L in T.unroll(4):  # 16 tokens: 16 L .. 16 L + 15 of the pass (of the order out)
+                        Y[Perm[g * GROUP + r], T.ramp(p * TOKENS + L * 16, 1, 16)] = ep.apply(
+                            epilogue,
+                            _acc_vector(acc, r, L, reorder),
+                            Perm[g * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
+            T.evaluate(tilerelease())
+
+    names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
+    return keep_params(func, names)
+
+
+def _acc_vector(acc, r, L, reorder: bool):
+    """Tokens ``16 L .. 16 L + 15`` of accumulator row ``r``: contiguous, or gathered from the 4 tiles
+    (4 tokens each) when the accumulators hold the other token order."""
+    if not reorder:
+        return acc.vload([r, L * 16], "int32x16")
+    tiles = [acc.vload([r, v * TILE_ROWS], "int32x16") for v in range(ACC_TILES)]
+    return T.Shuffle(tiles, [_tile_order(v, L, c) for v in range(ACC_TILES) for c in range(4)])
+
+
+def arguments(packed: PackedUnion16) -> list:
+    """``packed``'s arrays in the kernel's parameter order (after X)."""
+    return packed.arrays()
