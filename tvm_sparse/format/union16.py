@@ -106,7 +106,7 @@ def pack_union16(weight: np.ndarray, group: str = "similar") -> PackedUnion16:
         channels = np.concatenate([np.arange(BLOCK * r, BLOCK * r + BLOCK) for r in rows])
         perm.append(channels)
         cols = np.flatnonzero(mask[rows].any(axis=0))
-        n_chunks = -(-len(cols) // CHUNK)
+        n_chunks = max(1, -(-len(cols) // CHUNK))  # an empty group keeps one zero chunk: no special case
         padded = np.full(n_chunks * CHUNK, cols[-1] if len(cols) else 0, np.int64)
         padded[: len(cols)] = cols
         vals = weight[channels][:, padded]  # [16, n_chunks * 64]

@@ -54,7 +54,7 @@ def _tile_order(v, L, c):
 
 
 def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swizzled: bool = False,
-               y_swizzled: bool = False) -> tirx.PrimFunc:
+               y_swizzled: bool = False, tasks: int | None = None) -> tirx.PrimFunc:
     """The 4x1-sparse int8 Linear on AMX, ``[K, M] -> [N, M]`` (tokens contiguous on both sides).
 
     Parameters: ``X[k, m]`` u8, ``ChunkPtr, Kidx, Values, Perm`` (``PackedUnion16.arrays()``, the
@@ -62,14 +62,64 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
     epilogue's ``Scale, Corr, Bias[n]`` / ``Qout[2]`` exactly as ``sparse_int8`` takes them (indexed by
     the original channel), ``Y[n, m]``. ``x_swizzled`` / ``y_swizzled``: that side holds 64-token
     blocks in the swizzled order the VNNI kernel chains with (``intrin.swizzled_position``).
-    ``m`` must be a multiple of 64 and ``n`` of 16."""
+    ``m`` must be a multiple of 64 and ``n`` of 16.
+
+    ``tasks``: parallel iterations (at most, default 16: the largest divisor of the group count not
+    above it), each a run of consecutive groups.
+    Each loads the tile configuration once and releases it once: per group that pair cost about as
+    much as the products of a 90%-sparse group."""
     if not fits(m, k, n):
         raise ValueError(f"sparse_amx needs m % {TOKENS} == 0 and n % {GROUP} == 0, got m={m} k={k} n={n}")
     groups, passes = n // GROUP, m // TOKENS
+    # a divisor of the group count: every task runs the same number of groups
+    tasks = max(t for t in range(1, min(groups, 16 if tasks is None else tasks) + 1) if groups % t == 0)
+    per = groups // tasks
     out_dtype = epilogue.out_dtype
     # the accumulators hold tokens swizzled against the input's order; the store reorders if the
     # output's order differs
     reorder = x_swizzled == y_swizzled
+
+    @T.macro
+    def gather(X, Kidx, bt, c, p, b):
+        """Chunk ``c``'s activations (pass ``p``) as 4 B tiles into ``bt[b]``."""
+        for q in range(16):  # k-quad q: 4 gathered rows -> row q of the 4 B tiles
+            for v in T.unroll(ACC_TILES):
+                bt[b, v, q, T.ramp(0, 1, 64)] = _unpack(
+                    _unpack(X.vload([Kidx[c, 4 * q], p * TOKENS], "uint8x64"),
+                            X.vload([Kidx[c, 4 * q + 1], p * TOKENS], "uint8x64"), 1, v // 2),
+                    _unpack(X.vload([Kidx[c, 4 * q + 2], p * TOKENS], "uint8x64"),
+                            X.vload([Kidx[c, 4 * q + 3], p * TOKENS], "uint8x64"), 1, v // 2),
+                    2, v % 2)
+
+    @T.macro
+    def products(Values, bt, c, b):
+        """Chunk ``c``'s weight tile times the 4 B tiles in ``bt[b]``, into the 4 accumulators."""
+        T.evaluate(tileload(A_TILE, T.address_of(Values[c, 0, 0]), TILE_BYTES))
+        for v in T.unroll(ACC_TILES):
+            T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[b, v, 0, 0]), TILE_BYTES))
+            T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
+
+    @T.macro
+    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, gi):
+        """Group ``gi``: per pass, its products over all chunks (at least one: see the pack), then its
+        epilogue. Software-pipelined: chunk c + 1 is gathered before chunk c's tile loads, so those
+        read stores issued a whole gather earlier (a tile load cannot take data from the store
+        buffer: it waits until the stores reach the cache)."""
+        for p in range(passes):
+            for t in T.unroll(ACC_TILES):
+                T.evaluate(tilezero(t))
+            gather(X, Kidx, bt, ChunkPtr[gi], p, 0)
+            for c in range(ChunkPtr[gi] + 1, ChunkPtr[gi + 1]):
+                gather(X, Kidx, bt, c, p, (c - ChunkPtr[gi]) % 2)
+                products(Values, bt, c - 1, (c - 1 - ChunkPtr[gi]) % 2)
+            products(Values, bt, ChunkPtr[gi + 1] - 1, (ChunkPtr[gi + 1] - 1 - ChunkPtr[gi]) % 2)
+            for t in T.unroll(ACC_TILES):
+                T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
+            for r in range(GROUP):
+                for L in T.unroll(4):  # 16 tokens: 16 L .. 16 L + 15 of the pass (in the order out)
+                    Y[Perm[gi * GROUP + r], T.ramp(p * TOKENS + L * 16, 1, 16)] = ep.apply(
+                        epilogue, _acc_vector(acc, r, L, reorder), Perm[gi * GROUP + r],
+                        ep.buffers(Scale, Corr, Bias, Qout))
 
     @T.prim_func(s_tir=True)
     def func(x: T.handle, chunk_ptr: T.handle, kidx: T.handle, values: T.handle, perm: T.handle,
@@ -86,7 +136,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, (n, m), out_dtype)
-        for g in T.parallel(groups):
+        for task in T.parallel(tasks):
             cfg = T.alloc_buffer((64,), "uint8")
             for i in T.unroll(64):  # amx.tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
                 cfg[i] = T.uint8(0)
@@ -95,33 +145,12 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
                 cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
                 cfg[48 + t] = T.uint8(TILE_ROWS)
             T.evaluate(ldtilecfg(T.address_of(cfg[0])))
-            for p in range(passes):
-                # B tiles of one chunk, whole (1 KiB each: a tile load streams); 4 KiB, on the stack
-                bt = T.alloc_buffer((ACC_TILES, 16, 64), "uint8")
-                acc = T.alloc_buffer((GROUP, TOKENS), "int32")
-                for t in T.unroll(ACC_TILES):
-                    T.evaluate(tilezero(t))
-                for c in range(ChunkPtr[g], ChunkPtr[g + 1]):
-                    for q in range(16):  # k-quad q: 4 gathered rows -> row q of the 4 B tiles
-                        for v in T.unroll(ACC_TILES):
-                            bt[v, q, T.ramp(0, 1, 64)] = _unpack(
-                                _unpack(X.vload([Kidx[c, 4 * q], p * TOKENS], "uint8x64"),
-                                        X.vload([Kidx[c, 4 * q + 1], p * TOKENS], "uint8x64"), 1, v // 2),
-                                _unpack(X.vload([Kidx[c, 4 * q + 2], p * TOKENS], "uint8x64"),
-                                        X.vload([Kidx[c, 4 * q + 3], p * TOKENS], "uint8x64"), 1, v // 2),
-                                2, v % 2)
-                    T.evaluate(tileload(A_TILE, T.address_of(Values[c, 0, 0]), TILE_BYTES))
-                    for v in T.unroll(ACC_TILES):
-                        T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[v, 0, 0]), TILE_BYTES))
-                        T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
-                for t in T.unroll(ACC_TILES):
-                    T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
-                for r in range(GROUP):
-                    for L in T.unroll(4):  # 16 tokens: 16 L .. 16 L + 15 of the pass (of the order out)
-                        Y[Perm[g * GROUP + r], T.ramp(p * TOKENS + L * 16, 1, 16)] = ep.apply(
-                            epilogue,
-                            _acc_vector(acc, r, L, reorder),
-                            Perm[g * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
+            # two chunks' B tiles, whole (1 KiB each: a tile load streams; 8 KiB, once per task), and
+            # one pass's accumulators (4 KiB, on the stack)
+            bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
+            acc = T.alloc_buffer((GROUP, TOKENS), "int32")
+            for j in range(per):
+                group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, task * per + j)
             T.evaluate(tilerelease())
 
     names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
