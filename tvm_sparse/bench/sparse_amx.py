@@ -53,8 +53,8 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
     xt[:, :m] = x.T
     packed = bsr4x1.pack(w)
     key = KernelKey("sparse_int8", m, k, n, sparsity_bucket(bsr4x1.block_sparsity(w)), transposed=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a missing record is reported in the table (the schedule's source)
         lib_v, args_v, source = _run(sparse_int8(m, k, n, Epilogue.S32, transposed=True), key, target,
                                      [xt, packed.indptr, packed.indices, packed.values, np.zeros((n, mp), np.int32)],
                                      database_roots([db_root]))
@@ -64,7 +64,8 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
     for group in groups:
         pu = pack_union16(w, group)
         unions[group] = union_fraction(pu)
-        runs[f"amx_{group}"] = _lib_args(sparse_amx(m, k, n), target, [xt[:, :m], *pu.arrays(), np.zeros((n, m), np.int32)])
+        runs[f"amx_{group}"] = _lib_args(sparse_amx(m, k, n), target,
+                                         [xt[:, :m], *pu.arrays(), np.zeros((n, m), np.int32)])
         exact[f"amx_{group}"] = bool(np.array_equal(runs[f"amx_{group}"][1][-1].numpy(), ref_t))
     runs["dense_amx"] = _lib_args(dense_amx(m, k, n), target, [x, pack_dense(w), np.zeros((m, n), np.int32)])
     exact["dense_amx"] = bool(np.array_equal(runs["dense_amx"][1][-1].numpy(), ref_t.T))
@@ -74,7 +75,7 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
             times[name].append(_time_us(lib, args))
     best = {name: min(v) for name, v in times.items()}
     return {"m": m, "k": k, "n": n, "sparsity": sparsity, "block_sparsity": bsr4x1.block_sparsity(w),
-            "vnni_schedule": source, "vnni_untuned": any("record" in str(c.message).lower() for c in caught),
+            "vnni_schedule": source, "vnni_untuned": not source.startswith("tuned"),
             "us": best, "exact": exact, "union_fraction": unions}
 
 

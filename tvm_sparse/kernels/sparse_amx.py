@@ -100,7 +100,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
 
     @T.macro
-    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, gi):
+    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, gi):
         """Group ``gi``: per pass, its products over all chunks (at least one: see the pack), then its
         epilogue. Software-pipelined: chunk c + 1 is gathered before chunk c's tile loads, so those
         read stores issued a whole gather earlier (a tile load cannot take data from the store
@@ -116,10 +116,13 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             for t in T.unroll(ACC_TILES):
                 T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
             for r in range(GROUP):
-                for L in T.unroll(4):  # 16 tokens: 16 L .. 16 L + 15 of the pass (in the order out)
-                    Y[Perm[gi * GROUP + r], T.ramp(p * TOKENS + L * 16, 1, 16)] = ep.apply(
-                        epilogue, _acc_vector(acc, r, L, reorder), Perm[gi * GROUP + r],
-                        ep.buffers(Scale, Corr, Bias, Qout))
+                # the row in the output's token order (4 shuffles, if the orders differ), then the
+                # epilogue vectorized over it, as every kernel of the project writes it
+                for L in T.unroll(4):
+                    row[T.ramp(L * 16, 1, 16)] = _acc_vector(acc, r, L, reorder)
+                for t in T.vectorized(TOKENS):
+                    Y[Perm[gi * GROUP + r], p * TOKENS + t] = ep.apply(
+                        epilogue, row[t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
 
     @T.prim_func(s_tir=True)
     def func(x: T.handle, chunk_ptr: T.handle, kidx: T.handle, values: T.handle, perm: T.handle,
@@ -149,8 +152,9 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             # one pass's accumulators (4 KiB, on the stack)
             bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
             acc = T.alloc_buffer((GROUP, TOKENS), "int32")
+            row = T.alloc_buffer((TOKENS,), "int32")
             for j in range(per):
-                group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, task * per + j)
+                group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, task * per + j)
             T.evaluate(tilerelease())
 
     names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
