@@ -15,8 +15,9 @@ into 16 channels and packs the weights over the union of their nonzero input cha
 
 Tiles: tmm0..3 accumulators, tmm4 the weight tile, tmm5..7 activation tiles. Token order: the in-lane
 interleave puts, in B tile v of a 64-token block, token ``16 L + 4 v + c`` at column ``4 L + c``, so
-the accumulators hold the tokens *swizzled* (``intrin.swizzled_position``). A swizzled input gives them
-in natural order; the store puts them in whichever order the output wants (a 4-source shuffle).
+the accumulators hold the tokens *swizzled* (``intrin.swizzled_position``) against the gathered rows. A
+swizzled input gives them in natural order; a natural input whose output is wanted natural too is swizzled
+first (one ``vpermb`` per 64 bytes, once per call), so the epilogue always reads its rows in order.
 Written already scheduled, like ``amx.dense_amx``: its loops are the schedule.
 """
 
@@ -29,8 +30,9 @@ from ..format.union16 import CHUNK, GROUP, PackedUnion16
 from . import epilogue as ep
 from .amx import TILE_BYTES, TILE_ROWS, ldtilecfg, tileload, tilerelease, tilestore, tilezero
 from .epilogue import Epilogue
-from .intrin import _unpack
+from .intrin import _unpack, swizzled_position
 from .signature import keep_params
+from .vector import pick
 
 TOKENS = 64  # tokens per pass: 4 accumulator tiles of 16
 ACC_TILES = TOKENS // TILE_ROWS
@@ -46,11 +48,6 @@ def tdpbsud(acc: int, a: int, b: int):
 def fits(m: int, k: int, n: int) -> bool:
     """Whether ``sparse_amx`` takes this shape: whole 64-token blocks and 16-channel groups."""
     return m % TOKENS == 0 and n % GROUP == 0 and k > 0
-
-
-def _tile_order(v, L, c):
-    """Accumulator column (of the 64 a pass stores) holding token ``16 L + 4 v + c`` of the 64."""
-    return v * 16 + L * 4 + c
 
 
 def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swizzled: bool = False,
@@ -75,8 +72,8 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
     tasks = max(t for t in range(1, min(groups, 16 if tasks is None else tasks) + 1) if groups % t == 0)
     per = groups // tasks
     out_dtype = epilogue.out_dtype
-    # the accumulators hold tokens swizzled against the input's order; the store reorders if the
-    # output's order differs
+    # the accumulators hold tokens swizzled against the order the tiles are gathered from: where
+    # that is the output's order, the input is swizzled first
     reorder = x_swizzled == y_swizzled
 
     @T.macro
@@ -100,7 +97,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
 
     @T.macro
-    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, gi):
+    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, gi):
         """Group ``gi``: per pass, its products over all chunks (at least one: see the pack), then its
         epilogue. Software-pipelined: chunk c + 1 is gathered before chunk c's tile loads, so those
         read stores issued a whole gather earlier (a tile load cannot take data from the store
@@ -116,13 +113,9 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             for t in T.unroll(ACC_TILES):
                 T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
             for r in range(GROUP):
-                # the row in the output's token order (4 shuffles, if the orders differ), then the
-                # epilogue vectorized over it, as every kernel of the project writes it
-                for L in T.unroll(4):
-                    row[T.ramp(L * 16, 1, 16)] = _acc_vector(acc, r, L, reorder)
                 for t in T.vectorized(TOKENS):
                     Y[Perm[gi * GROUP + r], p * TOKENS + t] = ep.apply(
-                        epilogue, row[t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
+                        epilogue, acc[r, t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
 
     @T.prim_func(s_tir=True)
     def func(x: T.handle, chunk_ptr: T.handle, kidx: T.handle, values: T.handle, perm: T.handle,
@@ -139,6 +132,15 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, (n, m), out_dtype)
+        # the input in the other token order (when the output wants the input's): the accumulators
+        # then hold the output's order. One vpermb per 64 bytes, once per call, against 4 cross-tile
+        # shuffles per 16 outputs in the epilogue
+        Xs = T.alloc_buffer((k, m) if reorder else (1, 1), "uint8")
+        if reorder:
+            for kk in T.parallel(k):
+                for b in range(passes):
+                    Xs[kk, T.ramp(b * TOKENS, 1, TOKENS)] = T.Shuffle(
+                        [X.vload([kk, b * TOKENS], "uint8x64")], [swizzled_position(i) for i in range(TOKENS)])
         for task in T.parallel(tasks):
             cfg = T.alloc_buffer((64,), "uint8")
             for i in T.unroll(64):  # amx.tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
@@ -152,22 +154,13 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             # one pass's accumulators (4 KiB, on the stack)
             bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
             acc = T.alloc_buffer((GROUP, TOKENS), "int32")
-            row = T.alloc_buffer((TOKENS,), "int32")
             for j in range(per):
-                group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, task * per + j)
+                group(pick(reorder, Xs, X), ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc,
+                      task * per + j)
             T.evaluate(tilerelease())
 
     names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
     return keep_params(func, names)
-
-
-def _acc_vector(acc, r, L, reorder: bool):
-    """Tokens ``16 L .. 16 L + 15`` of accumulator row ``r``: contiguous, or gathered from the 4 tiles
-    (4 tokens each) when the accumulators hold the other token order."""
-    if not reorder:
-        return acc.vload([r, L * 16], "int32x16")
-    tiles = [acc.vload([r, v * TILE_ROWS], "int32x16") for v in range(ACC_TILES)]
-    return T.Shuffle(tiles, [_tile_order(v, L, c) for v in range(ACC_TILES) for c in range(4)])
 
 
 def arguments(packed: PackedUnion16) -> list:
