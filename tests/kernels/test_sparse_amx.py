@@ -60,10 +60,12 @@ def _ref(xt, w):
 
 @pytest.mark.parametrize("m,k,n,sparsity", [
     (128, 768, 768, 0.9), (128, 768, 256, 0.5), (64, 256, 64, 0.0), (64, 200, 48, 0.7),
-    (192, 96, 32, 0.95), (128, 3072, 32, 0.8), (64, 37, 16, 0.6),
+    (192, 96, 32, 0.95), (128, 3072, 32, 0.8), (64, 37, 16, 0.6), (64, 64, 192, 0.8),
 ])
 @pytest.mark.parametrize("group", ["similar", "order"])
 def test_exact_int32(m, k, n, sparsity, group, target):
+    """Both ways to bring the accumulators to the output's token order: K <= N swizzles X first, K > N
+    reorders the rows in the epilogue."""
     xt, w = _case(m, k, n, sparsity, seed=k + n)
     p = pack_union16(w, group)
     out = _run(_lib(target, m, k, n), xt, *p.arrays(), np.zeros((n, m), np.int32))

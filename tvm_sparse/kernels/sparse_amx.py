@@ -16,8 +16,9 @@ into 16 channels and packs the weights over the union of their nonzero input cha
 Tiles: tmm0..3 accumulators, tmm4 the weight tile, tmm5..7 activation tiles. Token order: the in-lane
 interleave puts, in B tile v of a 64-token block, token ``16 L + 4 v + c`` at column ``4 L + c``, so
 the accumulators hold the tokens *swizzled* (``intrin.swizzled_position``) against the gathered rows. A
-swizzled input gives them in natural order; a natural input whose output is wanted natural too is swizzled
-first (one ``vpermb`` per 64 bytes, once per call), so the epilogue always reads its rows in order.
+swizzled input gives them in natural order. Where the output wants the input's order, either the input is
+swizzled first (one permute per 64 bytes, once per call) or the epilogue reorders each row (4 shuffles per
+16 outputs), whichever touches fewer bytes (K x M against N x M).
 Written already scheduled, like ``amx.dense_amx``: its loops are the schedule.
 """
 
@@ -72,9 +73,12 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
     tasks = max(t for t in range(1, min(groups, 16 if tasks is None else tasks) + 1) if groups % t == 0)
     per = groups // tasks
     out_dtype = epilogue.out_dtype
-    # the accumulators hold tokens swizzled against the order the tiles are gathered from: where
-    # that is the output's order, the input is swizzled first
+    # the accumulators hold tokens swizzled against the order the tiles are gathered from. Where that
+    # is the output's order, either the input is swizzled first (one pass over X: K x M) or each
+    # output row is reordered (4 cross-tile shuffles per 16 outputs: N x M), whichever is smaller
     reorder = x_swizzled == y_swizzled
+    preswizzle = reorder and k <= n
+    reorder_rows = reorder and not preswizzle
 
     @T.macro
     def gather(X, Kidx, bt, c, p, b):
@@ -97,7 +101,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
 
     @T.macro
-    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, gi):
+    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, gi):
         """Group ``gi``: per pass, its products over all chunks (at least one: see the pack), then its
         epilogue. Software-pipelined: chunk c + 1 is gathered before chunk c's tile loads, so those
         read stores issued a whole gather earlier (a tile load cannot take data from the store
@@ -113,9 +117,16 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             for t in T.unroll(ACC_TILES):
                 T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
             for r in range(GROUP):
-                for t in T.vectorized(TOKENS):
-                    Y[Perm[gi * GROUP + r], p * TOKENS + t] = ep.apply(
-                        epilogue, acc[r, t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
+                if reorder_rows:  # the row in the output's token order first (a 256-byte scratch)
+                    for L in T.unroll(4):
+                        row[T.ramp(L * 16, 1, 16)] = _reordered(acc, r, L)
+                    for t in T.vectorized(TOKENS):
+                        Y[Perm[gi * GROUP + r], p * TOKENS + t] = ep.apply(
+                            epilogue, row[t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
+                else:
+                    for t in T.vectorized(TOKENS):
+                        Y[Perm[gi * GROUP + r], p * TOKENS + t] = ep.apply(
+                            epilogue, acc[r, t], Perm[gi * GROUP + r], ep.buffers(Scale, Corr, Bias, Qout))
 
     @T.prim_func(s_tir=True)
     def func(x: T.handle, chunk_ptr: T.handle, kidx: T.handle, values: T.handle, perm: T.handle,
@@ -132,11 +143,10 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
         Bias = T.match_buffer(bias, (n,), "float32")
         Qout = T.match_buffer(qout, (2,), "float32")
         Y = T.match_buffer(y, (n, m), out_dtype)
-        # the input in the other token order (when the output wants the input's): the accumulators
-        # then hold the output's order. One vpermb per 64 bytes, once per call, against 4 cross-tile
-        # shuffles per 16 outputs in the epilogue
-        Xs = T.alloc_buffer((k, m) if reorder else (1, 1), "uint8")
-        if reorder:
+        # the input in the other token order: the accumulators then hold the output's. One permute per
+        # 64 bytes (vpermps: tokens move in fours), once per call
+        Xs = T.alloc_buffer((k, m) if preswizzle else (1, 1), "uint8")
+        if preswizzle:
             for kk in T.parallel(k):
                 for b in range(passes):
                     Xs[kk, T.ramp(b * TOKENS, 1, TOKENS)] = T.Shuffle(
@@ -154,13 +164,21 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             # one pass's accumulators (4 KiB, on the stack)
             bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
             acc = T.alloc_buffer((GROUP, TOKENS), "int32")
+            row = T.alloc_buffer((TOKENS,), "int32")
             for j in range(per):
-                group(pick(reorder, Xs, X), ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc,
+                group(pick(preswizzle, Xs, X), ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row,
                       task * per + j)
             T.evaluate(tilerelease())
 
     names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
     return keep_params(func, names)
+
+
+def _reordered(acc, r, L):
+    """Tokens ``16 L .. 16 L + 15`` (the output's order) of accumulator row ``r``: 4 from each tile (tile v
+    column ``4 L + c`` holds token ``16 L + 4 v + c``)."""
+    tiles = [acc.vload([r, v * TILE_ROWS], "int32x16") for v in range(ACC_TILES)]
+    return T.Shuffle(tiles, [v * 16 + L * 4 + c for v in range(ACC_TILES) for c in range(4)])
 
 
 def arguments(packed: PackedUnion16) -> list:
