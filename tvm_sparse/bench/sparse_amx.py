@@ -43,7 +43,7 @@ def _lib_args(func, target, arrays):
 
 
 def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar",), rounds: int = 3,
-              db_root: str = "tuning_logs", seed: int = 0) -> dict:
+              db_root: str = "tuning_logs", seed: int = 0, threads: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     w = bsr4x1.prune(rng.integers(-127, 128, (n, k), dtype=np.int8), sparsity)
     x = rng.integers(0, 256, (m, k), dtype=np.uint8)
@@ -64,7 +64,7 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
     for group in groups:
         pu = pack_union16(w, group)
         unions[group] = union_fraction(pu)
-        runs[f"amx_{group}"] = _lib_args(sparse_amx(m, k, n), target,
+        runs[f"amx_{group}"] = _lib_args(sparse_amx(m, k, n, tasks=threads), target,
                                          [xt[:, :m], *pu.arrays(), np.zeros((n, m), np.int32)])
         exact[f"amx_{group}"] = bool(np.array_equal(runs[f"amx_{group}"][1][-1].numpy(), ref_t))
     runs["dense_amx"] = _lib_args(dense_amx(m, k, n), target, [x, pack_dense(w), np.zeros((m, n), np.int32)])
@@ -100,13 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     head = (f"{'K x N':>11} {'sparsity':>8} {'VNNI us':>8} " + " ".join(f"{'AMX-' + g[:3] + ' us':>11}" for g in groups)
             + f" {'dense AMX':>9} {'VNNI/AMX':>8} {'dAMX/AMX':>8} {'union':>6} exact")
-    print(f"M={a.m}, {os.environ['TVM_NUM_THREADS']} thread(s), best of {a.rounds} rounds; AMX = sparse AMX "
-          f"({groups[0]} groups); union = its tile products / dense's")
+    print(f"M={a.m}, {os.environ['TVM_NUM_THREADS']} thread(s) (sparse AMX: as many tasks), best of {a.rounds} "
+          f"rounds; AMX = sparse AMX ({groups[0]} groups); union = its tile products / dense's")
     print(head)
     for shape in a.shapes.split(","):
         k, n = (int(v) for v in shape.split("x"))
         for s in (float(v) for v in a.sparsities.split(",")):
-            r = bench_one(a.m, k, n, s, target, groups, a.rounds)
+            r = bench_one(a.m, k, n, s, target, groups, a.rounds, threads=int(os.environ["TVM_NUM_THREADS"]))
             rows.append(r)
             us, amx = r["us"], r["us"][f"amx_{groups[0]}"]
             print(f"{k:>5} x {n:<5} {s:>8.2f} {us['vnni']:>8.1f} "
