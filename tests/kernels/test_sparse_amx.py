@@ -181,3 +181,43 @@ def test_shapes_that_do_not_tile_are_refused():
         sparse_amx(100, 64, 32)
     with pytest.raises(ValueError, match="n % 16"):
         sparse_amx(64, 64, 40)
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3, 6])
+def test_any_split_into_tasks(tasks, target):
+    """Tasks run consecutive groups as one software-pipelined stream: every split must give the same."""
+    m, k, n = 128, 256, 96
+    xt, w = _case(m, k, n, 0.85, seed=tasks)
+    p = pack_union16(w)
+    out = _run(_lib(target, m, k, n, tasks=tasks), xt, *p.arrays(), np.zeros((n, m), np.int32))
+    np.testing.assert_array_equal(out, _ref(xt, w))
+
+
+def test_exact_on_several_threads(tmp_path):
+    """Each thread configures its own tiles: two threads, in a fresh process (the pool's size is fixed)."""
+    code = """
+import numpy as np, tvm
+from tvm_sparse import pipeline
+from tvm_sparse.format import bsr4x1
+from tvm_sparse.format.union16 import pack_union16
+from tvm_sparse.kernels.sparse_amx import sparse_amx
+from tvm_sparse.runtime.amx import request_permission
+from tvm_sparse.target import resolve
+request_permission()
+rng = np.random.default_rng(0)
+w = bsr4x1.prune(rng.integers(-128, 128, (256, 384), dtype=np.int8), 0.9)
+xt = rng.integers(0, 256, (384, 128), dtype=np.uint8)
+lib = pipeline.build(tvm.IRModule({"main": sparse_amx(128, 384, 256, tasks=4)}), resolve("host", 2))
+args = [tvm.runtime.tensor(a) for a in [xt, *pack_union16(w).arrays(), np.zeros((256, 128), np.int32)]]
+for _ in range(20):
+    lib(*args)
+    assert np.array_equal(args[-1].numpy(), w.astype(np.int32) @ xt.astype(np.int32))
+print("ok")
+"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TVM_NUM_THREADS": "2"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-800:]

@@ -63,8 +63,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
     ``m`` must be a multiple of 64 and ``n`` of 16.
 
     ``tasks``: parallel iterations (at most, default 16: the largest divisor of the group count not
-    above it), each a run of consecutive groups. Pass the thread count: each task loads the tile
-    configuration once, which costs (1 thread, 768x3072, 90%: 16 tasks 200 us, 1 task 190 us).
+    above it), each a run of consecutive groups.
     Each loads the tile configuration once and releases it once: per group that pair cost about as
     much as the products of a 90%-sparse group."""
     if not fits(m, k, n):
@@ -103,27 +102,36 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
 
     @T.macro
-    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, gi):
+    def group(X, ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row, g0, gi):
         """Group ``gi``: per pass, its products over all chunks (at least one: see the pack), then its
-        epilogue. Software-pipelined: chunk c + 1 is gathered while chunk c's tiles multiply, so tile
-        loads read stores issued a whole gather earlier (a tile load cannot take data from the store
-        buffer: it waits until the stores reach the cache), and the shuffles overlap the tile unit."""
+        epilogue. Software-pipelined: chunk c + 1 is gathered before chunk c's tile loads, so those
+        read stores issued a whole gather earlier (a tile load cannot take data from the store
+        buffer: it waits until the stores reach the cache)."""
         for p in range(passes):
             for t in T.unroll(ACC_TILES):
                 T.evaluate(tilezero(t))
-            for part in T.unroll(4):
-                gather(X, Kidx, bt, ChunkPtr[gi], p, 0, part)
+            # this item's first chunk is in bt[base], base = (chunks before it in the task) % 2: the
+            # previous item's tail (or the task's start) gathered it
             for c in range(ChunkPtr[gi] + 1, ChunkPtr[gi + 1]):
-                # chunk c's gather, a quarter at a time, between chunk c - 1's tile products: the
-                # tile unit and the shuffles overlap only this close (in one block each, ~220 us
-                # against ~200 at 768x3072, 90%)
                 T.evaluate(tileload(A_TILE, T.address_of(Values[c - 1, 0, 0]), TILE_BYTES))
                 for v in T.unroll(ACC_TILES):
-                    gather(X, Kidx, bt, c, p, (c - ChunkPtr[gi]) % 2, v)
-                    T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[(c - 1 - ChunkPtr[gi]) % 2, v, 0, 0]),
-                                        TILE_BYTES))
+                    gather(X, Kidx, bt, c, p, (c - ChunkPtr[gi] + (
+                        (ChunkPtr[gi] - ChunkPtr[g0]) * passes + p * (ChunkPtr[gi + 1] - ChunkPtr[gi]))) % 2, v)
+                    T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[(c - 1 - ChunkPtr[gi] + (
+                        (ChunkPtr[gi] - ChunkPtr[g0]) * passes + p * (ChunkPtr[gi + 1] - ChunkPtr[gi]))) % 2, v, 0, 0]),
+                        TILE_BYTES))
                     T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
-            products(Values, bt, ChunkPtr[gi + 1] - 1, (ChunkPtr[gi + 1] - 1 - ChunkPtr[gi]) % 2)
+            # the tail: the last chunk's products beside the next item's first gather (past the last
+            # group: a harmless in-bounds gather, once per task)
+            T.evaluate(tileload(A_TILE, T.address_of(Values[ChunkPtr[gi + 1] - 1, 0, 0]), TILE_BYTES))
+            for v in T.unroll(ACC_TILES):
+                gather(X, Kidx, bt, T.min(ChunkPtr[gi + (p + 1) // passes], Kidx.shape[0] - 1), (p + 1) % passes,
+                       (ChunkPtr[gi + 1] - ChunkPtr[gi] + (
+                           (ChunkPtr[gi] - ChunkPtr[g0]) * passes + p * (ChunkPtr[gi + 1] - ChunkPtr[gi]))) % 2, v)
+                T.evaluate(tileload(B_TILES[0] + v % 3, T.address_of(bt[(ChunkPtr[gi + 1] - 1 - ChunkPtr[gi] + (
+                    (ChunkPtr[gi] - ChunkPtr[g0]) * passes + p * (ChunkPtr[gi + 1] - ChunkPtr[gi]))) % 2, v, 0, 0]),
+                    TILE_BYTES))
+                T.evaluate(tdpbsud(v, A_TILE, B_TILES[0] + v % 3))
             for t in T.unroll(ACC_TILES):
                 T.evaluate(tilestore(t, T.address_of(acc[0, t * TILE_ROWS]), TOKENS * 4))
             for r in range(GROUP):
@@ -175,9 +183,11 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
             bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
             acc = T.alloc_buffer((GROUP, TOKENS), "int32")
             row = T.alloc_buffer((TOKENS,), "int32")
+            for part in T.unroll(4):
+                gather(pick(preswizzle, Xs, X), Kidx, bt, ChunkPtr[task * per], 0, 0, part)
             for j in range(per):
                 group(pick(preswizzle, Xs, X), ChunkPtr, Kidx, Values, Perm, Scale, Corr, Bias, Qout, Y, bt, acc, row,
-                      task * per + j)
+                      task * per, task * per + j)
             T.evaluate(tilerelease())
 
     names = ["X", "ChunkPtr", "Kidx", "Values", "Perm"] + epilogue.param_names() + ["Y"]
