@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 import warnings
 
 import numpy as np
@@ -40,6 +41,20 @@ def _lib_args(func, target, arrays):
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
     lib(*args)
     return lib, args
+
+
+def _cpu_us(lib, args, seconds: float = 0.05) -> float:
+    """Thread CPU time per call (1 thread: the work runs on the calling thread). Time the process was
+    descheduled does not count, so on a machine other processes share it is far steadier than the
+    wall clock (which bench-kernel reports, and this module too)."""
+    t0 = time.thread_time_ns()
+    lib(*args)
+    one = max(time.thread_time_ns() - t0, 1)
+    n = max(5, int(seconds * 1e9 / one))
+    t0 = time.thread_time_ns()
+    for _ in range(n):
+        lib(*args)
+    return (time.thread_time_ns() - t0) / n / 1e3
 
 
 def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar",), rounds: int = 3,
@@ -70,13 +85,17 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
     runs["dense_amx"] = _lib_args(dense_amx(m, k, n), target, [x, pack_dense(w), np.zeros((m, n), np.int32)])
     exact["dense_amx"] = bool(np.array_equal(runs["dense_amx"][1][-1].numpy(), ref_t.T))
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, (lib, args) in runs.items():
             times[name].append(_time_us(lib, args))
+            if threads == 1:
+                cpu[name].append(_cpu_us(lib, args))
     best = {name: min(v) for name, v in times.items()}
+    best_cpu = {name: min(v) for name, v in cpu.items() if v}
     return {"m": m, "k": k, "n": n, "sparsity": sparsity, "block_sparsity": bsr4x1.block_sparsity(w),
             "vnni_schedule": source, "vnni_untuned": not source.startswith("tuned"),
-            "us": best, "exact": exact, "union_fraction": unions}
+            "us": best, "cpu_us": best_cpu, "exact": exact, "union_fraction": unions}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,23 +116,30 @@ def main(argv: list[str] | None = None) -> None:
     request_permission()
     target = resolve(a.target, int(os.environ["TVM_NUM_THREADS"]))
     groups = ("similar", "order") if a.group == "both" else (a.group,)
+    threads = int(os.environ["TVM_NUM_THREADS"])
     rows = []
-    head = (f"{'K x N':>11} {'sparsity':>8} {'VNNI us':>8} " + " ".join(f"{'AMX-' + g[:3] + ' us':>11}" for g in groups)
-            + f" {'dense AMX':>9} {'VNNI/AMX':>8} {'dAMX/AMX':>8} {'union':>6} exact")
-    print(f"M={a.m}, {os.environ['TVM_NUM_THREADS']} thread(s) (sparse AMX: as many tasks), best of {a.rounds} "
-          f"rounds; AMX = sparse AMX ({groups[0]} groups); union = its tile products / dense's")
-    print(head)
+    print(f"M={a.m}, {threads} thread(s) (sparse AMX: as many tasks), best of {a.rounds} rounds. us: wall clock "
+          "(time_evaluator median, as bench-kernel)" + ("; cpu: thread CPU time per call" if threads == 1 else ""))
+    print(f"AMX = sparse AMX ({groups[0]} groups); union = its tile products / dense's; ratios > 1: sparse AMX faster")
+    cols = ["VNNI", *(f"AMX-{g[:3]}" for g in groups), "dAMX"]
+    head = f"{'K x N':>11} {'sparsity':>8} " + " ".join(f"{c + ' us':>10}" for c in cols)
+    head += f" {'VNNI/AMX':>8} {'dAMX/AMX':>8}"
+    if threads == 1:
+        head += " " + " ".join(f"{c + ' cpu':>10}" for c in cols) + f" {'VNNI/AMX':>8} {'dAMX/AMX':>8}"
+    print(head + f" {'union':>6} exact")
     for shape in a.shapes.split(","):
         k, n = (int(v) for v in shape.split("x"))
         for s in (float(v) for v in a.sparsities.split(",")):
-            r = bench_one(a.m, k, n, s, target, groups, a.rounds, threads=int(os.environ["TVM_NUM_THREADS"]))
+            r = bench_one(a.m, k, n, s, target, groups, a.rounds, threads=threads)
             rows.append(r)
-            us, amx = r["us"], r["us"][f"amx_{groups[0]}"]
-            print(f"{k:>5} x {n:<5} {s:>8.2f} {us['vnni']:>8.1f} "
-                  + " ".join(f"{us['amx_' + g]:>11.1f}" for g in groups)
-                  + f" {us['dense_amx']:>9.1f} {us['vnni'] / amx:>8.2f} {us['dense_amx'] / amx:>8.2f}"
-                  + f" {r['union_fraction'][groups[0]]:>6.3f} {all(r['exact'].values())}"
-                  + ("  (VNNI untuned)" if r["vnni_untuned"] else ""), flush=True)
+            line = f"{k:>5} x {n:<5} {s:>8.2f} "
+            for key in ("us", "cpu_us") if threads == 1 else ("us",):
+                t = r[key]
+                amx = t[f"amx_{groups[0]}"]
+                line += " ".join(f"{t[name]:>10.1f}" for name in ["vnni", *(f"amx_{g}" for g in groups), "dense_amx"])
+                line += f" {t['vnni'] / amx:>8.2f} {t['dense_amx'] / amx:>8.2f} "
+            line += f"{r['union_fraction'][groups[0]]:>6.3f} {all(r['exact'].values())}"
+            print(line + ("  (VNNI untuned)" if r["vnni_untuned"] else ""), flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
