@@ -28,8 +28,8 @@ from ..kernels.dense_int8 import pack_dense
 from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_amx import sparse_amx
 from ..kernels.sparse_int8 import padded_m, sparse_int8
+from ..kinds import KernelKey, sparsity_bucket
 from ..tune.apply import database_roots
-from ..tune.workload import KernelKey, sparsity_bucket
 from .kernel import _run, _time_us
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
