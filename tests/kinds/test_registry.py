@@ -54,3 +54,40 @@ def test_every_kind_has_a_canonical_instance(name):
     func, arrays = kind.canonical(key)
     assert func.attrs["tvm_sparse.workload"] == key.name
     assert len(arrays) == len(func.params)
+
+
+def test_sparse_amx_is_one_registration_and_agrees_with_the_vnni_kind(target):
+    """A chained layer ([K, M] u8 in, [N, M] u8 out) on an AMX target takes the sparse AMX kind; its kernel
+    and constants give what the VNNI kind's give, on the same swizzled input."""
+    import tvm
+    from tvm import s_tir
+
+    from tvm_sparse import pipeline
+    from tvm_sparse.kernels.amx import FEATURES
+    from tvm_sparse.runtime import cpu
+    from tvm_sparse.runtime.amx import request_permission
+    from tvm_sparse.schedule.narrow import finalize
+
+    if not kinds.get("sparse_amx").available(target) or cpu.missing(list(FEATURES)):
+        pytest.skip("this CPU or target has no AMX")
+    rng = np.random.default_rng(3)
+    w = bsr4x1.prune(rng.standard_normal((64, 128)).astype(np.float32), 0.85)
+    layer = LinearLayer(w, rng.standard_normal(64).astype(np.float32), False, "int8", True, act_scale=0.02,
+                        act_zero_point=100, in_transposed=True, out_quant=(0.05, 120))
+    assert kinds.for_layer(layer, 64, target).name == "sparse_amx"
+    request_permission()
+    x = rng.integers(0, 256, (128, 64), dtype=np.uint8)
+    outs = []
+    for name in ("sparse_amx", "sparse_int8"):
+        kind = kinds.get(name)
+        func, consts = kind.build(layer, 64)
+        if kind.tuned:
+            sch = s_tir.Schedule(func)
+            kind.default_schedule(sch)
+            func = finalize(sch.mod["main"])
+        lib = pipeline.build(tvm.IRModule({"main": func}), target)
+        dev = tvm.cpu()
+        args = [tvm.runtime.tensor(a, dev) for a in (x, *consts, np.zeros((64, 64), np.uint8))]
+        lib["main"](*args)
+        outs.append(args[-1].numpy().astype(int))
+    assert np.abs(outs[0] - outs[1]).max() <= 1 and (outs[0] == outs[1]).mean() > 0.99

@@ -5,12 +5,12 @@ one entry in ``BUILTIN`` below. Everything above the kernels picks and uses kern
 
 from __future__ import annotations
 
-from . import dense_amx, dense_int8, sparse_fp32, sparse_int8
+from . import dense_amx, dense_int8, sparse_amx, sparse_fp32, sparse_int8
 from .base import KernelKey, KernelKind, sparsity_bucket
 from .layer import LinearLayer
 from .registry import for_layer, get, names, register, tunable
 
-BUILTIN = (sparse_int8.KIND, sparse_fp32.KIND, dense_int8.KIND, dense_amx.KIND)
+BUILTIN = (sparse_int8.KIND, sparse_fp32.KIND, dense_int8.KIND, dense_amx.KIND, sparse_amx.KIND)
 for _kind in BUILTIN:
     register(_kind)
 
