@@ -128,3 +128,25 @@ def test_the_checks_see_a_violation_and_a_cycle(tmp_path):
                                    "tvm_sparse.kernels.x (layer 1) imports tvm_sparse.tune.tuner (layer 4)"]
     assert import_cycle(pkg) in (["tvm_sparse.kernels.x", "tvm_sparse.tune.tuner", "tvm_sparse.kernels.x"],
                                  ["tvm_sparse.tune.tuner", "tvm_sparse.kernels.x", "tvm_sparse.tune.tuner"])
+
+
+# what TVM's runtime-only install has no use for: a deployed library must load where only it is installed
+COMPILER_MODULES = ("tvm.relax", "tvm.tirx", "tvm.s_tir", "tvm.te", "tvm.topi", "tvm.script", "tvm.target")
+
+
+def test_the_runtime_needs_only_tvms_runtime():
+    wrong = []
+    for path in (PACKAGE / "runtime").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        # inside a ``try``: optional (cpu.py asks LLVM for a fallback where the compiler happens to be there)
+        optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
+        for node in ast.walk(tree):
+            if id(node) in optional:
+                continue
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            wrong += [f"{path.name}: {n}" for n in names if n.startswith(COMPILER_MODULES)]
+    assert not wrong, "the runtime imports TVM's compiler: " + ", ".join(wrong)

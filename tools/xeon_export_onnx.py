@@ -77,9 +77,10 @@ def export(model, shape: list[int], path: Path) -> str:
              torch.zeros(shape, dtype=torch.long))
     with torch.no_grad():
         try:
+            batch = torch.export.Dim("batch", min=1, max=64)
             program = torch.onnx.export(_Encoder(model), feeds, input_names=INPUTS,
                                         output_names=["last_hidden_state"], opset_version=20, dynamo=True,
-                                        dynamic_axes=DYNAMIC)
+                                        dynamic_shapes={n: {0: batch} for n in INPUTS})
             program.save(str(path), external_data=False)
             return "dynamo"
         except Exception as e:  # noqa: BLE001  (any exporter failure: try the other one)

@@ -190,6 +190,7 @@ def main() -> None:
     for f in ("xeon_remote.py", "xeon_export_onnx.py"):
         shutil.copy(here / f, out / f)
     shutil.copy(Path(cpu_module.__file__), out / "cpu.py")
+    shutil.copy(Path(cpu_module.__file__).with_name("amx.py"), out / "amx.py")
     if "runtime" in a.what:
         pack_runtime(out)
     if "kernels" in a.what:

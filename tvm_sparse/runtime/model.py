@@ -71,12 +71,12 @@ class Model:
         # TVM's pool defaults to 1 thread on some machines: use what the library was tuned for
         os.environ.setdefault("TVM_NUM_THREADS", str(self.metadata.target.get("num-cores", 1)))
         import tvm
-        from tvm import relax
+        from tvm.runtime.vm import VirtualMachine  # not tvm.relax: a machine may have TVM's runtime alone
 
         try:
             lib = tvm.runtime.load_module(str(self.path))
             self.device = _device(self.metadata.target)
-            self._vm = relax.VirtualMachine(lib, self.device)
+            self._vm = VirtualMachine(lib, self.device)
         except Exception as err:  # TVM raises its own error types for a bad library
             raise LibraryError(f"cannot load {self.path}: {err}") from err
         self._tvm = tvm
