@@ -73,8 +73,10 @@ class _Encoder(torch.nn.Module):
 def export(model, shape: list[int], path: Path) -> str:
     """fp32 ONNX, any batch, the sequence fixed; the dynamo exporter first (as the project exports), TorchScript's if
     that fails. Returns which one wrote the file."""
-    feeds = (torch.ones(shape, dtype=torch.long), torch.ones(shape, dtype=torch.long),
-             torch.zeros(shape, dtype=torch.long))
+    # batch 2 in the example: torch.export specializes a dimension of size 1 (torch 2.11 kept batch 1 fixed)
+    example = [2, *shape[1:]]
+    feeds = (torch.ones(example, dtype=torch.long), torch.ones(example, dtype=torch.long),
+             torch.zeros(example, dtype=torch.long))
     with torch.no_grad():
         try:
             batch = torch.export.Dim("batch", min=1, max=64)
