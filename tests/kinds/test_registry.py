@@ -6,7 +6,7 @@ import pytest
 from tvm_sparse import kinds
 from tvm_sparse.format import bsr4x1
 from tvm_sparse.kinds import KernelKey, KernelKind, LinearLayer
-from tvm_sparse.kinds.registry import for_layer
+from tvm_sparse.kinds.base import for_layer
 from tvm_sparse.target import resolve
 
 
@@ -35,7 +35,7 @@ def test_unknown_and_duplicate_kinds_are_refused():
 
 def test_a_new_kind_is_one_registration(monkeypatch):
     """A kind registered from outside is found by name and preferred by priority where it applies."""
-    from tvm_sparse.kinds import registry
+    from tvm_sparse.kinds import base as registry
 
     class Faster(KernelKind):
         name, sparse, precision, priority = "dense_test", False, "int8", 99

@@ -6,9 +6,8 @@ one entry in ``BUILTIN`` below. Everything above the kernels picks and uses kern
 from __future__ import annotations
 
 from . import dense_amx, dense_int8, sparse_amx, sparse_fp32, sparse_int8
-from .base import KernelKey, KernelKind, sparsity_bucket
+from .base import KernelKey, KernelKind, for_layer, get, names, register, sparsity_bucket, tunable
 from .layer import LinearLayer
-from .registry import for_layer, get, names, register, tunable
 
 BUILTIN = (sparse_int8.KIND, sparse_fp32.KIND, dense_int8.KIND, dense_amx.KIND, sparse_amx.KIND)
 for _kind in BUILTIN:

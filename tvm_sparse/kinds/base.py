@@ -3,8 +3,8 @@
 A kind bundles, for one family of kernels: its compute definition (``kernels/``), the workload key a
 tuned record is filed under and the canonical instance it is tuned on, its design space and how a
 record is applied, the layouts and shapes it supports, and the instruction sets it executes. Tuning
-(``tune/``), building a Linear (``graph/linear.py``) and the swap policy (``graph/policy.py``) ask a
-kind; none of them names one. A new kind is one file in this package plus one entry in ``kinds/__init__.py``'s
+(``tune/``), building a Linear (``graph/linear.py``) and the swap policy (``graph/policy.py``) go through
+the registry at the end of this file. A new kind is one file in this package plus one entry in ``kinds/__init__.py``'s
 ``BUILTIN``.
 """
 
@@ -21,7 +21,6 @@ from tvm.s_tir import meta_schedule as ms
 from ..kernels.epilogue import Epilogue
 from ..target import isa
 from .layer import LinearLayer
-from .registry import get, names
 
 CANONICAL_EPILOGUE = Epilogue.FP32  # what the graph uses most: dequantize + bias
 
@@ -135,3 +134,39 @@ def specialize_tiles(func: tirx.PrimFunc, n_tiles: int) -> tirx.PrimFunc:
         params["Indices"]: tirx.decl_buffer((n_tiles, 4), idx.dtype, name="Indices"),
         params["Values"]: tirx.decl_buffer((n_tiles, 4, 4), val.dtype, name="Values"),
     })
+
+
+# ------------------------------------------------------------------ the registry: kinds by name
+
+_KINDS: dict[str, KernelKind] = {}
+
+
+def register(kind: KernelKind) -> KernelKind:
+    if not kind.name or kind.name in _KINDS:
+        raise ValueError(f"kernel kind {kind.name!r} is unnamed or registered twice")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get(name: str) -> KernelKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown kernel kind {name!r}; expected one of {names()}") from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_KINDS)
+
+
+def tunable() -> tuple[str, ...]:
+    """The kinds with a design space (what ``tune-kernel --kind`` takes)."""
+    return tuple(n for n, k in _KINDS.items() if k.tuned)
+
+
+def for_layer(layer: LinearLayer, m: int, target: tvm.target.Target) -> KernelKind | None:
+    """The kind that runs ``layer`` at ``m`` tokens on ``target``: of those the target can run that support
+    the layer, the highest priority. None: no kernel (dense fp32 stays a Relax matmul, tuned with the rest
+    of the graph)."""
+    fit = [k for k in _KINDS.values() if k.supports(layer, m) and k.available(target)]
+    return max(fit, key=lambda k: k.priority) if fit else None
