@@ -1,9 +1,9 @@
 """ONNX BERT-family encoder -> Relax IRModule with a fixed batch and sequence length.
 
 The model must take ``input_ids`` (and optionally ``attention_mask``, ``token_type_ids``) and produce the
-last hidden state ``[B, L, H]``. Other outputs (a pooler) are dropped. Symbolic input dimensions are
-fixed, then shape arithmetic is constant-folded: TVM's ONNX frontend cannot import the ``Shape`` ->
-``Reshape`` chains a dynamic-shape export contains (see docs/TVM-0.27-NOTES).
+last hidden state ``[B, L, H]`` or a classifier's ``logits [B, C]``. Other outputs (a pooler) are dropped.
+Symbolic input dimensions are fixed, then shape arithmetic is constant-folded: TVM's ONNX frontend cannot
+import the ``Shape`` -> ``Reshape`` chains a dynamic-shape export contains (see docs/TVM-0.27-NOTES).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .errors import GraphError, UnsupportedModelError
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 INPUT_DTYPE = "int64"
 HIDDEN_OUTPUT = "last_hidden_state"
+LOGITS_OUTPUT = "logits"  # a sequence classifier's [B, C]
 _ONNX_DOMAINS = ("", "ai.onnx")
 
 
@@ -71,16 +72,21 @@ def graph_input_names(model: onnx.ModelProto) -> list[str]:
 
 
 def hidden_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
-    """The output holding the last hidden state: named so, else the only rank-3 output."""
+    """The output the library returns: the last hidden state (named so, else the only rank-3 output), or
+    a classifier's 2-D ``logits``."""
     outs = list(model.graph.output)
-    for o in outs:
-        if o.name == HIDDEN_OUTPUT:
-            return o
+    for name, rank in ((HIDDEN_OUTPUT, 3), (LOGITS_OUTPUT, 2)):
+        for o in outs:
+            if o.name == name:
+                if len(o.type.tensor_type.shape.dim) not in (0, rank):
+                    raise UnsupportedModelError(f"output {name!r} has rank {len(o.type.tensor_type.shape.dim)}, "
+                                                f"expected {rank}")
+                return o
     rank3 = [o for o in outs if len(o.type.tensor_type.shape.dim) == 3]
     if len(rank3) != 1:
         raise UnsupportedModelError(
-            f"cannot tell which output is the last hidden state [B, L, H]: outputs "
-            f"{[o.name for o in outs]}; name it {HIDDEN_OUTPUT!r}"
+            f"cannot tell which output is the last hidden state [B, L, H] or the logits [B, C]: outputs "
+            f"{[o.name for o in outs]}; name it {HIDDEN_OUTPUT!r} (or {LOGITS_OUTPUT!r})"
         )
     return rank3[0]
 

@@ -18,6 +18,10 @@ class LibraryError(RuntimeError):
     """A compiled library or its metadata is missing, corrupt or from an incompatible version."""
 
 
+class InputError(ValueError):
+    """An input the compiled model cannot take (name, shape, dtype or value)."""
+
+
 def metadata_path(library: str | Path) -> Path:
     """``model.so`` -> ``model.json``."""
     return Path(library).with_suffix(".json")

@@ -20,15 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from . import cpu
-from .metadata import LibraryError, Metadata, metadata_path
+from .metadata import InputError, LibraryError, Metadata, metadata_path
+
+__all__ = ["InputError", "LibraryError", "Model", "load"]
 
 # inputs a caller may leave out, and what they default to
 _DEFAULTS = {"attention_mask": 1, "token_type_ids": 0}
 _KNOWN = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class InputError(ValueError):
-    """An input the compiled model cannot take (name, shape, dtype or value)."""
 
 
 def _sha256(path: Path) -> str:
