@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import tvm
 
@@ -139,7 +140,63 @@ def make_static(model: onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelP
                 )
             dim.ClearField("dim_param")
             dim.dim_value = value
-    return fold_constants(model) if any(n.op_type == "Shape" for n in model.graph.node) else model
+    if any(n.op_type in ("Shape", "ConstantOfShape") for n in model.graph.node):
+        model = fold_static_shapes(fold_constants(model))
+    return model
+
+
+# evaluated here when every input is a constant: the shape arithmetic and mask code exporters emit
+_FOLDABLE = {"Shape", "ConstantOfShape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Equal", "Where",
+             "Expand", "Reshape", "Slice", "Range", "Mul", "Add", "Sub", "Div", "Not", "And", "Or", "IsNaN",
+             "Less", "Greater", "Identity", "Constant", "Neg", "Abs", "Min", "Max", "ReduceProd"}
+_FOLD_LIMIT = 1 << 16  # elements: fold shape-sized tensors, not weights or [L, L] masks of a long model
+
+
+def fold_static_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What a general folder leaves of the shape code once every input shape is fixed: ``Shape`` of a
+    tensor whose shape inference knows, and small all-constant nodes (``ConstantOfShape`` of a constant
+    shape, ...). The classic TorchScript exporter's BERTs (opset 14 to 17) keep a ``ConstantOfShape`` of
+    an empty shape there, a 0-d tensor TVM's importer turns into a failing ``broadcast_to``."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    for _ in range(8):  # each round exposes the next layer of constants
+        inferred = onnx.shape_inference.infer_shapes(model)
+        shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                  for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+                  if v.type.tensor_type.HasField("shape")}
+        consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        kept, changed = [], False
+        for node in model.graph.node:
+            value = None
+            if node.domain in _ONNX_DOMAINS and node.op_type in _FOLDABLE:
+                if node.op_type == "Shape" and node.input[0] not in consts and not node.attribute:
+                    dims = shapes.get(node.input[0])
+                    if dims is not None and all(d for d in dims):
+                        value = [np.asarray(dims, np.int64)]
+                elif all(i in consts or not i for i in node.input) and node.op_type != "Constant":
+                    try:
+                        sub = onnx.helper.make_model(
+                            onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_tensor_value_info(
+                                o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
+                                [numpy_helper.from_array(consts[i], i) for i in node.input if i]),
+                            opset_imports=model.opset_import)
+                        value = ReferenceEvaluator(sub).run(None, {})
+                    except Exception:  # an op the reference evaluator cannot run: leave it to TVM
+                        value = None
+            if value is not None and all(np.asarray(v).size <= _FOLD_LIMIT for v in value):
+                for name, v in zip(node.output, value, strict=False):
+                    model.graph.initializer.append(numpy_helper.from_array(np.asarray(v), name))
+                    consts[name] = np.asarray(v)
+                changed = True
+            else:
+                kept.append(node)
+        if not changed:
+            return model
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        model = _prune_dead_nodes(model)
+    return model
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
