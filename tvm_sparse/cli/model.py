@@ -334,6 +334,7 @@ def _cmd_tune(args) -> None:
 def _cmd_compile(args) -> None:
     from ..graph import hf
     from ..graph.compile import compile_model
+    from ..graph.errors import GraphError
     from ..graph.outputs import refuse_clashes
     from ..runtime.metadata import metadata_path
 
@@ -346,8 +347,14 @@ def _cmd_compile(args) -> None:
         args.tokenizer = text_dir  # --calib sentences read with the model's own tokenizer
     task, tokenizer = ({"kind": "hidden"}, {})
     if text_dir:
-        task, tokenizer = hf.read_task(text_dir), hf.tokenizer_files(text_dir)
-    else:
+        task = hf.read_task(text_dir)
+        try:
+            tokenizer = hf.tokenizer_files(text_dir)
+        except GraphError:
+            if args.tokenizer != str(source):  # named with --tokenizer: it must hold one
+                raise
+            args.tokenizer = None
+    if not tokenizer:
         print("no tokenizer given (--tokenizer HF_DIR): the library takes token ids only, no encode()/--text")
     model, opts = _options(args)
     compile_model(model, args.output, opts, log=lambda *a: print(*a, flush=True), task=task, tokenizer=tokenizer)
