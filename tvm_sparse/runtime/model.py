@@ -24,6 +24,8 @@ from .metadata import InputError, LibraryError, Metadata, metadata_path
 
 __all__ = ["InputError", "LibraryError", "Model", "load"]
 
+_POOL = threading.local()  # the worker count this thread's TVM pool was last given
+
 # inputs a caller may leave out, and what they default to
 _DEFAULTS = {"attention_mask": 1, "token_type_ids": 0}
 _KNOWN = ("input_ids", "attention_mask", "token_type_ids")
@@ -96,7 +98,6 @@ class Model:
         self._args: dict[str, list] = {}
         self._lock = threading.Lock()
         self._tokenizer = None
-        self._threads = tvm.get_global_func("runtime.NumThreads")
         self._config_threads = tvm.get_global_func("runtime.config_threadpool")
 
     @property
@@ -179,8 +180,10 @@ class Model:
                 v = full
             padded[name] = v
         with self._lock:
-            if self._threads() != self.threads:  # TVM's pool is per calling thread
-                self._config_threads(1, self.threads)
+            # TVM's pool is per calling thread: size it when this thread last ran another thread count
+            if getattr(_POOL, "threads", None) != self.threads:
+                self._config_threads(1, self.threads)  # 1: all (big) cores, self.threads workers
+                _POOL.threads = self.threads
             args = self._args.get(fn)
             if args is None:
                 args = self._args[fn] = [self._tvm.runtime.tensor(np.zeros((batch, seq_len), np.int64), self.device)
