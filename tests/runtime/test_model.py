@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,12 +92,23 @@ def test_a_format_2_library_still_loads(tiny_lib, tmp_path):
     np.testing.assert_array_equal(model(**feeds(5)), tvm_sparse.load(tiny_lib)(**feeds(5)))
 
 
-def test_threads_are_set_per_model(tiny_lib):
-    import tvm
-
-    model = tvm_sparse.load(tiny_lib, threads=2)
-    model(**feeds(0))
-    assert model.threads == 2 and tvm.get_global_func("runtime.NumThreads")() == 2
+def test_threads_are_set_per_model(tiny_lib, monkeypatch):
+    """load(threads=N) in a fresh process: TVM's pool runs N workers (TVM_NUM_THREADS says 1 there); a
+    second model with fewer threads lowers it for its own calls; a pool already started with fewer
+    workers than asked cannot grow, and says so."""
+    code = ("import sys, warnings, numpy as np, tvm, tvm_sparse; n = tvm.get_global_func('runtime.NumThreads'); "
+            "ids = np.zeros((2, 16), np.int64); "
+            "a = tvm_sparse.load(sys.argv[1], threads=2); a(input_ids=ids); print(n()); "
+            "b = tvm_sparse.load(sys.argv[1], threads=1); b(input_ids=ids); print(n()); "
+            "a(input_ids=ids); print(n())")
+    env = {**os.environ, "TVM_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_lib)], check=True, capture_output=True, text=True,
+                         env=env).stdout.split()
+    assert out == ["2", "1", "2"]
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")  # restored afterwards: load(threads=64) raises it
+    model = tvm_sparse.load(tiny_lib, threads=64)  # this process's pool started with 1 worker
+    with pytest.warns(RuntimeWarning, match="runs on 1 thread.*TVM_NUM_THREADS"):
+        model(**feeds(0))
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         tvm_sparse.load(tiny_lib, threads=0)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ from .metadata import InputError, LibraryError, Metadata, metadata_path
 __all__ = ["InputError", "LibraryError", "Model", "load"]
 
 _POOL = threading.local()  # the worker count this thread's TVM pool was last given
+# the caller's own setting, read once: load(threads=N) raises the variable for TVM's pools, and a later
+# model without threads= must not take that as its default
+_USER_THREADS = int(os.environ.get("TVM_NUM_THREADS", 0) or 0)
 
 # inputs a caller may leave out, and what they default to
 _DEFAULTS = {"attention_mask": 1, "token_type_ids": 0}
@@ -76,9 +80,11 @@ class Model:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         # TVM's pool defaults to 1 thread on some machines: use what the library was tuned for
-        self.threads = threads or int(os.environ.get("TVM_NUM_THREADS", 0)) or \
-            int(self.metadata.target.get("num-cores", 1))
-        os.environ.setdefault("TVM_NUM_THREADS", str(self.threads))
+        env = int(os.environ.get("TVM_NUM_THREADS", 0) or 0)
+        self.threads = threads or _USER_THREADS or int(self.metadata.target.get("num-cores", 1))
+        # a pool holds at most the TVM_NUM_THREADS it was created with (config_threadpool can lower the
+        # count, not raise it): make room for this model in the pools still to be created
+        os.environ["TVM_NUM_THREADS"] = str(max(env, self.threads))
         import tvm
         from tvm import relax
 
@@ -184,6 +190,12 @@ class Model:
             if getattr(_POOL, "threads", None) != self.threads:
                 self._config_threads(1, self.threads)  # 1: all (big) cores, self.threads workers
                 _POOL.threads = self.threads
+                got = int(self._tvm.get_global_func("runtime.NumThreads")())
+                if got < self.threads:
+                    warnings.warn(f"{self.path.name}: runs on {got} thread(s), not {self.threads}: TVM's thread "
+                                  f"pool was started with TVM_NUM_THREADS={got} before this model was loaded; "
+                                  f"load it (or set TVM_NUM_THREADS={self.threads}) before anything runs on TVM",
+                                  RuntimeWarning, stacklevel=3)
             args = self._args.get(fn)
             if args is None:
                 args = self._args[fn] = [self._tvm.runtime.tensor(np.zeros((batch, seq_len), np.int64), self.device)
