@@ -310,11 +310,13 @@ def _options(args):
 
 def _cmd_tune(args) -> None:
     from ..graph.compile import lower_buckets
+    from ..target import resolve
     from ..tune import graph as graph_tune
     from ..tune import records
     from ..tune.apply import requested_kernels
     from ..tune.tuner import tune as tune_kernel
 
+    resolve(args.target)  # a bad target is refused before the model is read (or exported)
     args.model = str(_onnx_path(args.model, max(args.seq_len)))
     model, opts = _options(args)
     target = opts.target
@@ -337,7 +339,9 @@ def _cmd_compile(args) -> None:
     from ..graph.errors import GraphError
     from ..graph.outputs import refuse_clashes
     from ..runtime.metadata import metadata_path
+    from ..target import resolve
 
+    resolve(args.target)  # a bad target is refused before the model is read (or exported)
     refuse_clashes({"input model": args.model, "calibration file": args.calib},
                    {"library": args.output, "library's metadata": metadata_path(args.output)})
     source = Path(args.model)
