@@ -108,6 +108,12 @@ def test_unclear_errors_became_clear_ones(tiny_onnx, tmp_path, capsys):
         main(["bench", str(tmp_path / "x.so"), "--runs", "0"])
     assert "must be at least 1" in capsys.readouterr().err
 
+    # a missing --calib file was a FileNotFoundError traceback
+    rc = main(["compile", str(tiny_onnx), "-o", str(tmp_path / "z.so"), "--calib", str(tmp_path / "absent.txt"),
+               "--tokenizer", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "absent.txt" in err and "Traceback" not in err
+
 
 def test_a_hub_id_says_how_to_pass_a_local_directory(tmp_path, capsys):
     from tvm_sparse.cli import main

@@ -36,8 +36,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..runtime.model import InputError
     from ..target import TargetError
 
+    # a file named on the command line that is missing or unreadable: its name and the reason are the message
+    files = (FileNotFoundError, PermissionError, IsADirectoryError)
     return (TargetError, GraphError, MissingDependencyError, UnsupportedCPUError, LibraryError, InputError,
-            FormatError)
+            FormatError, *files)
 
 
 def main(argv: list[str] | None = None) -> int:

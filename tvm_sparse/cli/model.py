@@ -366,7 +366,14 @@ def _cmd_compile(args) -> None:
 
 def _inputs(model, npz: str | None) -> dict:
     if npz:
-        return dict(np.load(npz))
+        from ..runtime.metadata import InputError
+
+        try:
+            return dict(np.load(npz))
+        except (ValueError, OSError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise InputError(f"--npz {npz}: no such file") from None
+            raise InputError(f"--npz {npz} is not a .npz of input arrays: {err}") from None
     limit = model.metadata.input_limits.get("input_ids", 1000)
     return {"input_ids": np.random.default_rng(0).integers(0, limit, model.shape)}
 
