@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from .errors import GraphError
@@ -135,10 +136,13 @@ def model_source(model: str | Path, seq_len: int = 128, log=print) -> tuple[Path
         if out.is_file():
             log(f"using the export of {path} cached at {out}")
         else:
-            log(f"exporting the Hugging Face model {path} to {out} (the directory itself is not written to)")
+            log(f"exporting the Hugging Face model {path} to {out} (the directory itself is not written to; "
+                "about a minute for a BERT-base) ...")
+            t0 = time.time()
             tmp = out.with_name("model.partial.onnx")  # a killed export leaves no half file under the real name
             export_hf(path, tmp, seq_len=seq_len)
             tmp.replace(out)
+            log(f"exported in {time.time() - t0:.0f} s")
         return out, path
     if not path.exists():
         if looks_like_hub_id(str(model)):
