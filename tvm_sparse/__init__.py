@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .runtime.model import load  # noqa: E402  (after __version__: the compiler imports it)
+# after __version__: the compiler imports it
+from .runtime.model import InputError, LibraryError, Model, load  # noqa: E402
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "InputError", "LibraryError", "Model", "load"]

@@ -29,7 +29,12 @@ def test_compile_contract():
     args = _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--seq-len", "64", "--batch", "2",
                                  "--fp32", "--trials", "3"])
     assert (args.model, args.output, args.seq_len, args.batch, args.precision, args.trials) == (
-        "m.onnx", "m.so", 64, 2, "fp32", 3)
+        "m.onnx", "m.so", (64,), 2, "fp32", 3)
+    args = _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--seq-len", "128,16,64,32", "--batch", "4"])
+    assert args.seq_len == (16, 32, 64, 128) and args.batch == 4
+    for bad in ("16,x", "0,16", ""):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--seq-len", bad])
     assert _parser().parse_args(["compile", "m.onnx", "-o", "m.so"]).precision == "int8"
     assert _parser().parse_args(["compile", "m.onnx", "-o", "m.so"]).attention_scales == "static"
     args = _parser().parse_args(["compile", "m.onnx", "-o", "m.so", "--attention-scales", "dynamic"])
@@ -102,3 +107,52 @@ def test_unclear_errors_became_clear_ones(tiny_onnx, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bench", str(tmp_path / "x.so"), "--runs", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+    # a missing --calib file was a FileNotFoundError traceback
+    rc = main(["compile", str(tiny_onnx), "-o", str(tmp_path / "z.so"), "--calib", str(tmp_path / "absent.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "No such file or directory" in err and "absent.npz" in err and "Traceback" not in err
+
+
+def test_a_hub_id_says_how_to_pass_a_local_directory(tmp_path, capsys):
+    from tvm_sparse.cli import main
+    from tvm_sparse.graph.errors import GraphError
+
+    rc = main(["compile", "sentence-transformers/all-MiniLM-L6-v2", "-o", str(tmp_path / "x.so")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "looks like a Hugging Face Hub id" in err and "--local-dir" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2  # the error, then the --debug hint
+    with pytest.raises(GraphError, match="Hub id"):  # --debug: the exception itself, with its traceback
+        main(["--debug", "compile", "sentence-transformers/all-MiniLM-L6-v2", "-o", str(tmp_path / "x.so")])
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_dir(tmp_path_factory):
+    """A tiny BERT saved as a Hugging Face directory (no tokenizer: prune needs none)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=256)
+    d = tmp_path_factory.mktemp("hf") / "tiny-bert"
+    transformers.BertModel(cfg, add_pooling_layer=False).save_pretrained(d)
+    return d
+
+
+def test_a_hugging_face_directory_is_never_written_to(tiny_hf_dir, tmp_path, monkeypatch, capsys):
+    """prune DIR used to write DIR/model.onnx or DIR.onnx; now the export goes to the cache, once."""
+    from tvm_sparse.cli import main
+
+    monkeypatch.setenv("TVM_SPARSE_CACHE", str(tmp_path / "cache"))
+
+    def listing():
+        return sorted((p.name, p.stat().st_mtime_ns) for p in tiny_hf_dir.parent.rglob("*"))
+
+    before = listing()
+    assert main(["prune", str(tiny_hf_dir), "-o", str(tmp_path / "p.onnx"), "--sparsity", "0.5"]) == 0
+    assert listing() == before and (tmp_path / "p.onnx").is_file()
+    assert list((tmp_path / "cache").rglob("model.onnx"))
+    assert main(["prune", str(tiny_hf_dir), "-o", str(tmp_path / "q.onnx"), "--sparsity", "0.5"]) == 0
+    assert "cached at" in capsys.readouterr().out  # exported once
+    rc = main(["prune", str(tiny_hf_dir), "-o", str(tiny_hf_dir / "pruned.onnx"), "--sparsity", "0.5"])
+    assert rc == 2 and "never written to" in capsys.readouterr().err and listing() == before

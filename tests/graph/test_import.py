@@ -68,3 +68,51 @@ def test_vocabulary_bound_found_through_a_cast(tiny_onnx):
         n.input[1] = "input_ids_i32"
     model.graph.node.insert(0, helper.make_node("Cast", ["input_ids"], ["input_ids_i32"], to=TensorProto.INT32))
     assert input_limits(model)["input_ids"] == direct
+
+
+@pytest.mark.parametrize("opset", [14, 17])
+def test_a_torchscript_export_imports_and_matches_onnxruntime(opset, tmp_path):
+    """The classic exporter (``dynamo=False``; Optimum's too): how most published ONNX BERTs were made. Its
+    graph keeps a ConstantOfShape of an empty shape after folding, which TVM imported as a failing
+    ``broadcast_to``; the importer now folds what the fixed shapes make constant."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import tvm_sparse
+    from tvm_sparse.graph.compile import CompileOptions, compile_model
+
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=256)
+    hf = transformers.BertModel(cfg).eval()  # with its pooler: a second output, dropped on import
+
+    class Outputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hf = hf
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            out = self.hf(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state, out.pooler_output
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ids = torch.ones(1, 16, dtype=torch.long)
+    path = tmp_path / f"ts{opset}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(Outputs(), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(path),
+                          input_names=names, output_names=["last_hidden_state", "pooler_output"],
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in names}, opset_version=opset, dynamo=False)
+    model = importer.load_onnx(path)
+    assert any(n.op_type == "ConstantOfShape" for n in model.graph.node)
+    out = tmp_path / "ts.so"
+    compile_model(model, out, CompileOptions(batch=2, seq_len=32, precision="fp32", trials=0, allow_untuned=True,
+                                             work_dir=tmp_path / "db"), log=lambda *_: None)
+    rng = np.random.default_rng(0)
+    mask = np.ones((2, 32), np.int64)
+    mask[1, 20:] = 0
+    feeds = {"input_ids": rng.integers(0, 1000, (2, 32)), "attention_mask": mask,
+             "token_type_ids": rng.integers(0, 2, (2, 32))}
+    ort = pytest.importorskip("onnxruntime")
+    # onnxruntime on the file exactly as exported (dynamic shapes, nothing folded by this project)
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["last_hidden_state"], feeds)[0]
+    got = tvm_sparse.load(out)(**feeds)
+    assert np.abs(got - ref).max() <= 1e-4

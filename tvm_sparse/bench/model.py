@@ -5,9 +5,12 @@ TVM's and onnxruntime's thread pools both spin: timing them in one process skews
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -62,3 +65,15 @@ def bench_library(path: str, runs: int = 50, threads: int | None = None) -> dict
 
 def bench_onnxruntime(onnx_path: str, batch: int, seq_len: int, runs: int = 50, threads: int = 1) -> dict:
     return {**_summary(_run(_ORT, onnx_path, runs, batch, seq_len, threads)["times"]), "threads": threads}
+
+
+@contextlib.contextmanager
+def ort_int8(onnx_path: str | Path):
+    """``onnx_path`` quantized by onnxruntime's ``quantize_dynamic`` (u8 activations, s8 weights: what an
+    onnxruntime user gets in one call), in a temporary directory: nothing is written beside the user's file."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / (Path(onnx_path).stem + "_ortint8.onnx")
+        quantize_dynamic(str(onnx_path), str(out), weight_type=QuantType.QInt8)
+        yield str(out)

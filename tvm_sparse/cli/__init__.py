@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tvm-sparse",
         description="Fast 4x1 block-sparse int8 BERT inference on x86 CPUs with Apache TVM.",
     )
+    p.add_argument("--debug", action="store_true",
+                   help="show the full Python traceback of an error (default: one line, exit status 2)")
     sub = p.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:
         group.add_commands(sub)
@@ -34,8 +36,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..runtime.model import InputError
     from ..target import TargetError
 
+    # a file named on the command line that is missing or unreadable: its name and the reason are the message
+    files = (FileNotFoundError, PermissionError, IsADirectoryError)
     return (TargetError, GraphError, MissingDependencyError, UnsupportedCPUError, LibraryError, InputError,
-            FormatError)
+            FormatError, *files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as err:
-        print(f"tvm-sparse {args.command}: error: {err}", file=sys.stderr)
+        if args.debug:
+            raise
+        # the first line only: a message that quotes a wrapped error (TVM's) would otherwise run on
+        print(f"tvm-sparse {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"tvm-sparse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first if len(text.splitlines()) <= 1 else first + " [...]"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,31 @@ def _positive(text: str) -> int:
     return value
 
 
-def _add_shape(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seq-len", type=int, default=128, help="fixed sequence length L (default 128)")
-    p.add_argument("--batch", type=int, default=1, help="fixed batch size B (default 1)")
+def _lengths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of token counts, e.g. 16,32,64,128; got {text!r}") \
+            from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"lengths must be positive integers, got {text!r}")
+    return tuple(sorted(set(values)))
+
+
+def _add_shape(p: argparse.ArgumentParser, buckets: bool = False) -> None:
+    if not buckets:
+        p.add_argument("--seq-len", type=int, default=128, help="fixed sequence length L (default 128)")
+        p.add_argument("--batch", type=int, default=1, help="fixed batch size B (default 1)")
+        return
+    p.add_argument("--seq-len", type=_lengths, default=(128,),
+                   help="sequence length buckets, a comma list (default 128), e.g. 16,32,64,128: the library "
+                        "takes any length up to the longest, run in the smallest bucket that holds it (multiples "
+                        "of 16 keep int8 attention on its VNNI kernel)")
+    p.add_argument("--batch", type=_positive, default=1,
+                   help="the largest batch (default 1); batches 1, 2, 4, ... up to it are compiled, any batch "
+                        "runs (padded to a bucket, or split)")
+    p.add_argument("--batches", type=_lengths, default=None,
+                   help="exact batch buckets instead, a comma list (e.g. 1,8)")
 
 
 def _add_precision(p: argparse.ArgumentParser) -> None:
@@ -49,7 +72,9 @@ def _add_calibration(p: argparse.ArgumentParser) -> None:
                    help="calibration inputs for int8: a .npz with input_ids/attention_mask/token_type_ids "
                         "arrays [n, L], or a text file of sentences (needs --tokenizer). Default: random "
                         "token ids (works, but real text gives better accuracy)")
-    p.add_argument("--tokenizer", default=None, help="Hugging Face model directory whose tokenizer reads --calib")
+    p.add_argument("--tokenizer", default=None,
+                   help="Hugging Face model directory whose tokenizer reads --calib and travels in the library "
+                        "(for encode/classify and run --text; default: MODEL itself when it is a directory)")
     p.add_argument("--calib-method", default="percentile", choices=["percentile", "minmax"],
                    help="activation range: 99.99th percentile (default) or min/max")
     p.add_argument("--attention-scales", default="static", choices=["static", "dynamic"],
@@ -66,7 +91,7 @@ def add_commands(subparsers) -> None:
                     "its strongest 4x1 blocks (4 output channels x 1 input channel). Writes the pruned "
                     "ONNX and OUT.prune.json (per-layer sparsity). Accuracy drops without fine-tuning: "
                     "check it on your task. Example: tvm-sparse prune bert.onnx -o bert90.onnx --sparsity 0.9")
-    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported first)")
+    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported to the cache first)")
     p.add_argument("-o", "--output", required=True, help="pruned ONNX file to write")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of 4x1 blocks to zero (default 0.9)")
     p.set_defaults(func=_cmd_prune)
@@ -77,8 +102,8 @@ def add_commands(subparsers) -> None:
                     "not provide (and with --kernel-trials, the kernels too), storing records in "
                     "--work-dir/<cpu>/. Run again to resume; 'compile' with the same --work-dir reuses them. "
                     "Example: tvm-sparse tune bert90.onnx --seq-len 128 --kernel-trials 6 --trials 32")
-    p.add_argument("model", help="ONNX model")
-    _add_shape(p)
+    p.add_argument("model", help="ONNX model, or a Hugging Face model directory")
+    _add_shape(p, buckets=True)
     _add_precision(p)
     _add_tuning(p, default_trials=32)
     p.add_argument("--kernel-trials", type=int, default=0,
@@ -89,13 +114,16 @@ def add_commands(subparsers) -> None:
 
     p = subparsers.add_parser(
         "compile", help="compile an ONNX model to one shared library (.so + .json)",
-        description="Import (fixed batch and sequence length), swap every Linear for the sparse or dense "
-                    "kernel, tune the rest, build, and write OUT.so plus OUT.json (metadata). Load it "
-                    "with tvm_sparse.load('OUT.so'). Example: tvm-sparse compile bert90.onnx -o bert.so "
-                    "--seq-len 128 --batch 1 --int8 --trials 16")
-    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported first)")
+        description="Import at each (batch, length) bucket, swap every Linear for the sparse or dense "
+                    "kernel, tune the rest, build every bucket into one library, and write OUT.so plus "
+                    "OUT.json (metadata: shapes, task, pooling, tokenizer). Load it with "
+                    "tvm_sparse.load('OUT.so') and call .encode(sentences) / .classify(texts) or the model "
+                    "itself on token ids. Example: tvm-sparse compile bert90.onnx -o bert.so "
+                    "--seq-len 16,32,64,128 --batch 4 --int8 --tokenizer HF_DIR")
+    p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported to a cache "
+                                 "directory, never into it; $TVM_SPARSE_CACHE, default ~/.cache/tvm-sparse)")
     p.add_argument("-o", "--output", required=True, help="shared library to write (metadata goes beside it)")
-    _add_shape(p)
+    _add_shape(p, buckets=True)
     _add_precision(p)
     _add_tuning(p, default_trials=8)
     _add_calibration(p)
@@ -104,24 +132,36 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=_cmd_compile)
 
     p = subparsers.add_parser(
-        "run", help="run a compiled library on token ids and print the hidden state",
-        description="Loads OUT.so and runs it once. Inputs: --npz with input_ids (and optionally "
-                    "attention_mask, token_type_ids), or --text with --tokenizer, or random ids.")
+        "run", help="run a compiled library: embeddings or labels of text, or the output of token ids",
+        description="Loads OUT.so and runs it. --text (repeatable): an embedding model prints each text's "
+                    "embedding (pooled and normalized as the model's configuration says), a classifier its "
+                    "label and logits, with the tokenizer the library carries. --npz: input_ids (and "
+                    "optionally attention_mask, token_type_ids). Neither: random ids. "
+                    "Example: tvm-sparse run minilm.so --text 'hello world' --text 'good morning'")
     p.add_argument("library", help="compiled .so")
     p.add_argument("--npz", default=None, help=".npz with the input arrays")
-    p.add_argument("--text", default=None, help="sentence to encode (needs --tokenizer)")
-    p.add_argument("--tokenizer", default=None, help="Hugging Face model directory with the tokenizer")
-    p.add_argument("--save", default=None, help="write the hidden state to this .npy")
+    p.add_argument("--text", default=None, action="append", help="a text to encode or classify (repeatable)")
+    p.add_argument("--tokenizer", default=None,
+                   help="Hugging Face model directory with the tokenizer (only for a library that carries none)")
+    p.add_argument("--threads", type=_positive, default=None, help="threads (default: the library's num-cores)")
+    p.add_argument("--save", default=None, help="write the output (embeddings, logits or hidden state) to this .npy")
     p.set_defaults(func=_cmd_run)
 
     p = subparsers.add_parser(
-        "bench", help="time a compiled library (and onnxruntime on the same ONNX)",
-        description="Median and p90 latency of a compiled library on random ids; with --onnx, "
-                    "onnxruntime on that model in a separate process (thread pools must not compete).")
+        "bench", help="time a compiled library (and onnxruntime fp32 and int8 on the same ONNX)",
+        description="Median and p90 latency of a compiled library on random ids at its largest bucket; with "
+                    "--onnx, onnxruntime on that model as it is (fp32) and quantized by its quantize_dynamic "
+                    "(int8, into a temporary directory), each in a separate process (thread pools must not "
+                    "compete). --lengths times every length of a comma list instead, batch 1, against "
+                    "onnxruntime with dynamic shapes, and --plot draws latency against length.")
     p.add_argument("library", help="compiled .so")
     p.add_argument("--onnx", default=None, help="ONNX model to compare against with onnxruntime")
     p.add_argument("--runs", type=_positive, default=50, help="timed runs (default 50)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: the library's num-cores)")
+    p.add_argument("--lengths", type=_lengths, default=None,
+                   help="time these real lengths (e.g. 8,16,32,64,128,256,512), batch 1, the library "
+                        "padding each to its bucket; onnxruntime runs each at its own length")
+    p.add_argument("--plot", default=None, help="with --lengths: write latency against length to this .png")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -202,14 +242,10 @@ def _cmd_bench_e2e(args) -> None:
 
 
 def _onnx_path(model: str, seq_len: int = 128) -> Path:
-    path = Path(model)
-    if path.is_dir():
-        from ..graph.export import export_hf
+    """The ONNX file for MODEL: a Hugging Face directory is exported into the cache, never into itself."""
+    from ..graph.hf import model_source
 
-        out = path.with_name(path.name + ".onnx") if not (path / "model.onnx").exists() else path / "model.onnx"
-        print(f"exporting the Hugging Face model {path} to {out}")
-        return export_hf(path, out, seq_len=seq_len)
-    return path
+    return model_source(model, seq_len=seq_len, log=lambda *a: print(*a, flush=True))[0]
 
 
 def _cmd_prune(args) -> None:
@@ -218,6 +254,13 @@ def _cmd_prune(args) -> None:
 
     refuse_clashes({"input model": args.model}, {"pruned model": args.output,
                                                  "pruning report": report_path(args.output)})
+    if Path(args.model).is_dir():  # the export would be the input too: nothing may land in the directory
+        refuse_clashes({"input model": Path(args.model) / "model.onnx"}, {"pruned model": args.output})
+        if Path(args.output).resolve().parent == Path(args.model).resolve():
+            from ..graph.errors import GraphError
+
+            raise GraphError(f"{args.output} is inside the Hugging Face directory {args.model}: write the pruned "
+                             "model elsewhere (a model directory is never written to)")
     report = prune_file(_onnx_path(args.model), args.output, args.sparsity)
     print(format_report(report))
     print(f"wrote {args.output} and {report_path(args.output)}")
@@ -243,18 +286,26 @@ def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
 def _options(args):
     from ..graph import calibrate, importer
     from ..graph.compile import CompileOptions
+    from ..graph.options import batch_buckets
     from ..target import resolve
 
     target = resolve(args.target)  # a bad target is refused before the model is read
+    lengths = args.seq_len if isinstance(args.seq_len, tuple) else (args.seq_len,)
+    batches = getattr(args, "batches", None) or batch_buckets(args.batch)
     model = importer.load_onnx(args.model)
+    importer.static_model(model, 1, max(lengths))  # a length past the position table: refused before work
     calib = None
     if args.precision == "int8":
-        static = importer.static_model(model, args.batch, args.seq_len)
-        calib = calibrate.calibrate(static, _samples(args, static, args.batch, args.seq_len),
-                                    method=args.calib_method)
+        # one calibration serves every bucket: activation ranges do not depend on the batch, and the
+        # longest length sees every position (padding is masked out in the shorter ones)
+        t0 = time.time()
+        print(f"calibrating at length {max(lengths)} ...", flush=True)
+        static = importer.static_model(model, 1, max(lengths))
+        calib = calibrate.calibrate(static, _samples(args, static, 1, max(lengths)), method=args.calib_method)
         if args.attention_scales == "dynamic":
             calib = calibrate.without_output_ranges(calib)
-    opts = CompileOptions(batch=args.batch, seq_len=args.seq_len, precision=args.precision,
+        print(f"calibrated {len(calib)} Linear inputs ({time.time() - t0:.0f} s)", flush=True)
+    opts = CompileOptions(seq_lens=lengths, batches=tuple(batches), precision=args.precision,
                           target=target, trials=args.trials,
                           work_dir=args.work_dir, calibration=calib,
                           threshold=getattr(args, "threshold", None))
@@ -262,46 +313,71 @@ def _options(args):
 
 
 def _cmd_tune(args) -> None:
-    from ..graph.lower import lower
+    from ..graph.compile import lower_buckets
+    from ..target import resolve
     from ..tune import graph as graph_tune
     from ..tune import records
     from ..tune.apply import requested_kernels
     from ..tune.tuner import tune as tune_kernel
 
+    resolve(args.target)  # a bad target is refused before the model is read (or exported)
+    args.model = str(_onnx_path(args.model, max(args.seq_len)))
     model, opts = _options(args)
     target = opts.target
     if args.kernel_trials > 0:  # the kernels this graph uses first: the graph's own swap says which
         with requested_kernels() as keys:
-            lower(model, opts, target, log=lambda *_: None)
+            lower_buckets(model, opts, target, log=lambda *_: None)
         keys = list(dict.fromkeys(keys))
         for i, key in enumerate(keys, 1):
             res = tune_kernel(key, target, args.kernel_trials, db_root=args.work_dir, quiet=True)
             print(f"[kernel {i}/{len(keys)}] {key.name}: {res.trials_after} trials, best {res.best_us or 0:.1f} us",
                   flush=True)
     if args.trials > 0:  # what compile builds, kernels scheduled from their (new) records
-        low = lower(model, opts, target)
-        graph_tune.tune(low.mod, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
+        mod, _ = lower_buckets(model, opts, target)
+        graph_tune.tune(mod, target, records.cpu_dir(args.work_dir, target, records.GRAPH), args.trials)
 
 
 def _cmd_compile(args) -> None:
+    from ..graph import hf
     from ..graph.compile import compile_model
+    from ..graph.errors import GraphError
     from ..graph.outputs import refuse_clashes
     from ..runtime.metadata import metadata_path
+    from ..target import resolve
 
+    resolve(args.target)  # a bad target is refused before the model is read (or exported)
     refuse_clashes({"input model": args.model, "calibration file": args.calib},
                    {"library": args.output, "library's metadata": metadata_path(args.output)})
-    args.model = str(_onnx_path(args.model, args.seq_len))
+    source = Path(args.model)
+    args.model = str(_onnx_path(args.model, max(args.seq_len)))
+    text_dir = args.tokenizer or (str(source) if source.is_dir() else None)
+    if args.tokenizer is None and text_dir:
+        args.tokenizer = text_dir  # --calib sentences read with the model's own tokenizer
+    task, tokenizer = ({"kind": "hidden"}, {})
+    if text_dir:
+        task = hf.read_task(text_dir)
+        try:
+            tokenizer = hf.tokenizer_files(text_dir)
+        except GraphError:
+            if args.tokenizer != str(source):  # named with --tokenizer: it must hold one
+                raise
+            args.tokenizer = None
+    if not tokenizer:
+        print("no tokenizer given (--tokenizer HF_DIR): the library takes token ids only, no encode()/--text")
     model, opts = _options(args)
-    compile_model(model, args.output, opts)
+    compile_model(model, args.output, opts, log=lambda *a: print(*a, flush=True), task=task, tokenizer=tokenizer)
 
 
-def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> dict:
+def _inputs(model, npz: str | None) -> dict:
     if npz:
-        return dict(np.load(npz))
-    if text:
-        from ..graph.text import tokenize
+        from ..runtime.metadata import InputError
 
-        return tokenize(tokenizer, [text] * model.shape[0], model.shape[1])
+        try:
+            return dict(np.load(npz))
+        except (ValueError, OSError) as err:
+            if isinstance(err, FileNotFoundError):
+                raise InputError(f"--npz {npz}: no such file") from None
+            raise InputError(f"--npz {npz} is not a .npz of input arrays: {err}") from None
     limit = model.metadata.input_limits.get("input_ids", 1000)
     return {"input_ids": np.random.default_rng(0).integers(0, limit, model.shape)}
 
@@ -315,22 +391,50 @@ def _cmd_run(args) -> None:
         save = args.save if str(args.save).endswith(".npy") else f"{args.save}.npy"
         refuse_clashes({"library": args.library, "library's metadata": metadata_path(args.library),
                         "input file": args.npz}, {"--save file": save})
-    model = load(args.library)
+    model = load(args.library, threads=args.threads)
     print(model)
-    out = model(**_inputs(model, args.npz, args.text, args.tokenizer))
-    print(f"hidden state {out.shape} {out.dtype}: mean {out.mean():.5f} std {out.std():.5f}")
-    print(out[0, :2, :6])
+    if args.text:
+        if args.tokenizer and not model.metadata.tokenizer:  # an older library: the tokenizer given here
+            from ..graph.hf import tokenizer_files
+
+            model.metadata.tokenizer = tokenizer_files(args.tokenizer)
+        if model.metadata.task.get("kind") == "classification":
+            logits, labels = model.classify(args.text)
+            for text, label, row in zip(args.text, labels, logits, strict=True):
+                print(f"{label}\t{np.array2string(row, precision=4)}\t{text}")
+            out = logits
+        else:
+            out = model.encode(args.text)
+            for text, row in zip(args.text, out, strict=True):
+                print(f"[{', '.join(f'{v:.4f}' for v in row[:6])}, ...] ({row.shape[0]} dims)\t{text}")
+            if len(args.text) > 1:
+                unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+                print("cosine similarities:\n" + np.array2string(unit @ unit.T, precision=3))
+    else:
+        out = model(**_inputs(model, args.npz))
+        print(f"output {out.shape} {out.dtype}: mean {out.mean():.5f} std {out.std():.5f}")
+        print(out[0, :2, :6] if out.ndim == 3 else out[:2])
     if args.save:
         np.save(args.save, out)
 
 
 def _cmd_bench(args) -> None:
-    from ..bench.model import bench_library, bench_onnxruntime
+    from ..bench.model import bench_library, bench_onnxruntime, ort_int8
 
+    if args.lengths:
+        from ..bench.lengths import bench_lengths
+
+        bench_lengths(args.library, args.onnx, args.lengths, runs=args.runs, threads=args.threads,
+                      plot=args.plot, log=lambda *a: print(*a, flush=True))
+        return
     lib = bench_library(args.library, runs=args.runs, threads=args.threads)
-    print(f"tvm-sparse  {args.library}: median {lib['median_ms']:.3f} ms, p90 {lib['p90_ms']:.3f} ms "
-          f"({lib['threads']} threads)")
+    print(f"tvm-sparse       {args.library}: median {lib['median_ms']:.3f} ms, p90 {lib['p90_ms']:.3f} ms "
+          f"(batch {lib['batch']}, length {lib['seq_len']}, {lib['threads']} threads)", flush=True)
     if args.onnx:
         ort = bench_onnxruntime(args.onnx, lib["batch"], lib["seq_len"], runs=args.runs, threads=lib["threads"])
-        print(f"onnxruntime {args.onnx}: median {ort['median_ms']:.3f} ms, p90 {ort['p90_ms']:.3f} ms; "
-              f"speed-up {ort['median_ms'] / lib['median_ms']:.2f}x")
+        print(f"onnxruntime fp32 {args.onnx}: median {ort['median_ms']:.3f} ms, p90 {ort['p90_ms']:.3f} ms; "
+              f"tvm-sparse is {ort['median_ms'] / lib['median_ms']:.2f}x faster", flush=True)
+        with ort_int8(args.onnx) as quantized:
+            q = bench_onnxruntime(quantized, lib["batch"], lib["seq_len"], runs=args.runs, threads=lib["threads"])
+        print(f"onnxruntime int8 (quantize_dynamic): median {q['median_ms']:.3f} ms, p90 {q['p90_ms']:.3f} ms; "
+              f"tvm-sparse is {q['median_ms'] / lib['median_ms']:.2f}x faster")

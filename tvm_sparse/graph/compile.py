@@ -8,7 +8,9 @@ covers, with a warning -> build -> ``export_library``.
 from __future__ import annotations
 
 import os
+import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,9 @@ from ..target import codegen_target, isa, mcpu_of, relax_backend_passes, resolve
 from ..tune import graph as graph_tune
 from ..tune import records
 from ..tune.apply import UntunedWarning
-from . import importer
+from . import buckets, importer
 from . import swap as rewrite
-from .lower import lower
+from .lower import Lowered, lower
 from .options import CompileOptions  # noqa: F401  (the public name: tvm_sparse.graph.compile.CompileOptions)
 from .policy import sparse_threshold
 from .vocab import input_limits
@@ -64,26 +66,58 @@ def build(mod: tvm.IRModule, target: tvm.target.Target, database: ms.database.Da
         return relax.build(mod, target=codegen_target(target), relax_pipeline=None, tir_pipeline=pipeline.NAME)
 
 
-def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print) -> Metadata:
-    """Compile ``model`` into ``out`` (.so) and ``out``'s metadata; returns the metadata."""
+def lower_buckets(model: onnx.ModelProto, opts: CompileOptions, target: tvm.target.Target,
+                  log=print) -> tuple[tvm.IRModule, Lowered]:
+    """The module to build: one ``main`` for one shape, else one function per bucket (``buckets.merge``);
+    and the largest bucket's ``Lowered`` (its layers and static model describe the library)."""
+    if not opts.bucketed:
+        low = lower(model, opts, target, log=log)
+        return low.mod, low
+    parts, todo, t0 = [], opts.buckets(), time.time()
+    for i, (b, n) in enumerate(todo, 1):
+        one = replace(opts, batch=b, seq_len=n, seq_lens=(), batches=())
+        low = lower(model, one, target, log=log if i == len(todo) else (lambda *_: None))
+        parts.append((b, n, low.mod))
+        took = time.time() - t0
+        log(f"[bucket {i}/{len(todo)}] batch {b}, length {n} lowered ({took:.0f} s, "
+            f"ETA {took / i * (len(todo) - i):.0f} s)")
+    return buckets.merge(parts), low  # buckets() ends with the largest
+
+
+def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions, log=print,
+                  task: dict | None = None, tokenizer: dict[str, str] | None = None) -> Metadata:
+    """Compile ``model`` into ``out`` (.so) and ``out``'s metadata; returns the metadata.
+
+    ``task`` (``graph.hf.read_task``) and ``tokenizer`` (``graph.hf.tokenizer_files``) travel in the
+    metadata so that ``load(out).encode(...)`` / ``.classify(...)`` need nothing else."""
     target = resolve(opts.target)
-    low = lower(model, opts, target, log=log)
+    mod, low = lower_buckets(model, opts, target, log=log)
     static, layers, names = low.static, low.layers, low.input_names
     if callable(opts.trials) or opts.trials > 0:  # an int, or a per-task budget (graph_tune.budget)
         os.environ["TVM_NUM_THREADS"] = str(target.attrs.get("num-cores", 1))
-        graph_tune.tune(low.mod, target, records.cpu_dir(opts.work_dir, target, records.GRAPH), opts.trials,
+        graph_tune.tune(mod, target, records.cpu_dir(opts.work_dir, target, records.GRAPH), opts.trials,
                         log=log)
-    executable = build(low.mod, target, graph_tune.database(target, opts.work_dir), opts.allow_untuned)
+    t0 = time.time()
+    log(f"building {len(opts.buckets())} function(s) into one library ...")
+    executable = build(mod, target, graph_tune.database(target, opts.work_dir), opts.allow_untuned)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     executable.export_library(str(out))
-    hidden = int(static.graph.output[0].type.tensor_type.shape.dim[-1].dim_value) or None
+    log(f"built in {time.time() - t0:.0f} s")
+    out_dims = [int(d.dim_value) for d in static.graph.output[0].type.tensor_type.shape.dim]
+    if len(out_dims) == 3:  # [B, L, H]
+        out_shape = [opts.batch, opts.seq_len, out_dims[-1] or layers[-1].shape[0]]
+    else:  # [B, C]: a classification head's logits
+        out_shape = [opts.batch, out_dims[-1]]
     meta = Metadata(
         version=__version__,
         inputs=[{"name": n, "shape": [opts.batch, opts.seq_len], "dtype": importer.INPUT_DTYPE}
                 for n in names],
-        output={"name": importer.HIDDEN_OUTPUT, "shape": [opts.batch, opts.seq_len, hidden or
-                                                          layers[-1].shape[0]], "dtype": "float32"},
+        output={"name": static.graph.output[0].name, "shape": out_shape, "dtype": "float32"},
+        buckets=[{"batch": b, "seq_len": n, "function": buckets.function_name(b, n) if opts.bucketed else "main"}
+                 for b, n in opts.buckets()],
+        task=task or {},
+        tokenizer=tokenizer or {},
         input_limits=input_limits(static),
         target=to_json(target),
         target_features=sorted(isa(target)),

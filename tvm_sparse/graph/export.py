@@ -1,7 +1,7 @@
 """Hugging Face encoder -> ONNX (needs the optional ``export`` extra: torch, transformers).
 
-Exports with ``torch.onnx.export(dynamo=True)`` and dynamic batch/sequence axes; the legacy TorchScript
-exporter's output does not import into TVM. Only the last hidden state is exported.
+Exports with ``torch.onnx.export(dynamo=True)`` and dynamic batch/sequence axes. Only the last hidden
+state is exported, or a sequence classifier's logits (``...ForSequenceClassification``: the head is kept).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import inspect
 from pathlib import Path
 
 from .errors import GraphError, require
-from .importer import HIDDEN_OUTPUT, INPUT_NAMES
+from .importer import HIDDEN_OUTPUT, INPUT_NAMES, LOGITS_OUTPUT
 
 # name -> (layers, hidden, heads, intermediate): the benchmark shapes of the issue
 BERT_CONFIGS: dict[str, tuple[int, int, int, int]] = {
@@ -21,11 +21,11 @@ BERT_CONFIGS: dict[str, tuple[int, int, int, int]] = {
 }
 
 
-def _encoder_wrapper(model):
+def _encoder_wrapper(model, output: str = HIDDEN_OUTPUT):
     torch = require("torch", "export", "exporting a Hugging Face model")
 
     class LastHiddenState(torch.nn.Module):
-        """Keeps the three standard inputs and returns only ``last_hidden_state``."""
+        """Keeps the three standard inputs and returns only ``output`` (the hidden state or the logits)."""
 
         def __init__(self, hf) -> None:
             super().__init__()
@@ -36,15 +36,17 @@ def _encoder_wrapper(model):
         def forward(self, input_ids, attention_mask, token_type_ids):
             given = {"input_ids": input_ids, "attention_mask": attention_mask,
                      "token_type_ids": token_type_ids}
-            return self.hf(**{n: given[n] for n in self.inputs}).last_hidden_state
+            return getattr(self.hf(**{n: given[n] for n in self.inputs}), output)
 
     return LastHiddenState(model).eval()
 
 
-def export_module(model, out_path: str | Path, seq_len: int = 128, opset: int = 20) -> Path:
-    """Export a loaded transformers encoder (``BertModel``-like) to ONNX with dynamic batch and sequence."""
+def export_module(model, out_path: str | Path, seq_len: int = 128, opset: int = 20,
+                  output: str = HIDDEN_OUTPUT) -> Path:
+    """Export a loaded transformers encoder (``BertModel``-like) to ONNX with dynamic batch and sequence;
+    ``output``: ``last_hidden_state`` or, for a ``...ForSequenceClassification``, ``logits``."""
     torch = require("torch", "export", "exporting a Hugging Face model")
-    wrapper = _encoder_wrapper(model)
+    wrapper = _encoder_wrapper(model, output)
     names = [n for n in INPUT_NAMES if n in wrapper.inputs]
     ids = torch.ones(2, seq_len, dtype=torch.long)
     example = (ids, torch.ones_like(ids), torch.zeros_like(ids))
@@ -55,7 +57,7 @@ def export_module(model, out_path: str | Path, seq_len: int = 128, opset: int = 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         program = torch.onnx.export(
-            wrapper, example, input_names=list(INPUT_NAMES), output_names=[HIDDEN_OUTPUT],
+            wrapper, example, input_names=list(INPUT_NAMES), output_names=[output],
             dynamic_shapes=dyn, dynamo=True, opset_version=opset, verbose=False,
         )
     program.save(str(out_path), external_data=False)
@@ -82,8 +84,24 @@ def export_hf(model_dir: str | Path, out_path: str | Path, seq_len: int = 128) -
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise GraphError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+    if is_classifier(model_dir):  # keep the head: AutoModel would drop it
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), local_files_only=True).eval()
+        return export_module(model, out_path, seq_len=seq_len, output=LOGITS_OUTPUT)
     model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
     return export_module(model, out_path, seq_len=seq_len)
+
+
+def is_classifier(model_dir: str | Path) -> bool:
+    """Whether a Hugging Face directory holds a ``...ForSequenceClassification`` (its head is exported)."""
+    import json
+
+    config = Path(model_dir) / "config.json"
+    try:
+        archs = json.loads(config.read_text()).get("architectures") or [] if config.is_file() else []
+    except (OSError, ValueError) as err:
+        raise GraphError(f"cannot read {config}: {err}") from err
+    return any(str(a).endswith("ForSequenceClassification") for a in archs)
 
 
 def build_bert(config: str, out_path: str | Path, seed: int = 0, seq_len: int = 128,

@@ -1,15 +1,16 @@
 """ONNX BERT-family encoder -> Relax IRModule with a fixed batch and sequence length.
 
 The model must take ``input_ids`` (and optionally ``attention_mask``, ``token_type_ids``) and produce the
-last hidden state ``[B, L, H]``. Other outputs (a pooler) are dropped. Symbolic input dimensions are
-fixed, then shape arithmetic is constant-folded: TVM's ONNX frontend cannot import the ``Shape`` ->
-``Reshape`` chains a dynamic-shape export contains (see docs/TVM-0.27-NOTES).
+last hidden state ``[B, L, H]`` or a classifier's ``logits [B, C]``. Other outputs (a pooler) are dropped.
+Symbolic input dimensions are fixed, then shape arithmetic is constant-folded: TVM's ONNX frontend cannot
+import the ``Shape`` -> ``Reshape`` chains a dynamic-shape export contains (see docs/TVM-0.27-NOTES).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import tvm
 
@@ -18,6 +19,7 @@ from .errors import GraphError, UnsupportedModelError
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 INPUT_DTYPE = "int64"
 HIDDEN_OUTPUT = "last_hidden_state"
+LOGITS_OUTPUT = "logits"  # a sequence classifier's [B, C]
 _ONNX_DOMAINS = ("", "ai.onnx")
 
 
@@ -71,16 +73,21 @@ def graph_input_names(model: onnx.ModelProto) -> list[str]:
 
 
 def hidden_output(model: onnx.ModelProto) -> onnx.ValueInfoProto:
-    """The output holding the last hidden state: named so, else the only rank-3 output."""
+    """The output the library returns: the last hidden state (named so, else the only rank-3 output), or
+    a classifier's 2-D ``logits``."""
     outs = list(model.graph.output)
-    for o in outs:
-        if o.name == HIDDEN_OUTPUT:
-            return o
+    for name, rank in ((HIDDEN_OUTPUT, 3), (LOGITS_OUTPUT, 2)):
+        for o in outs:
+            if o.name == name:
+                if len(o.type.tensor_type.shape.dim) not in (0, rank):
+                    raise UnsupportedModelError(f"output {name!r} has rank {len(o.type.tensor_type.shape.dim)}, "
+                                                f"expected {rank}")
+                return o
     rank3 = [o for o in outs if len(o.type.tensor_type.shape.dim) == 3]
     if len(rank3) != 1:
         raise UnsupportedModelError(
-            f"cannot tell which output is the last hidden state [B, L, H]: outputs "
-            f"{[o.name for o in outs]}; name it {HIDDEN_OUTPUT!r}"
+            f"cannot tell which output is the last hidden state [B, L, H] or the logits [B, C]: outputs "
+            f"{[o.name for o in outs]}; name it {HIDDEN_OUTPUT!r} (or {LOGITS_OUTPUT!r})"
         )
     return rank3[0]
 
@@ -133,7 +140,63 @@ def make_static(model: onnx.ModelProto, batch: int, seq_len: int) -> onnx.ModelP
                 )
             dim.ClearField("dim_param")
             dim.dim_value = value
-    return fold_constants(model) if any(n.op_type == "Shape" for n in model.graph.node) else model
+    if any(n.op_type in ("Shape", "ConstantOfShape") for n in model.graph.node):
+        model = fold_static_shapes(fold_constants(model))
+    return model
+
+
+# evaluated here when every input is a constant: the shape arithmetic and mask code exporters emit
+_FOLDABLE = {"Shape", "ConstantOfShape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Equal", "Where",
+             "Expand", "Reshape", "Slice", "Range", "Mul", "Add", "Sub", "Div", "Not", "And", "Or", "IsNaN",
+             "Less", "Greater", "Identity", "Constant", "Neg", "Abs", "Min", "Max", "ReduceProd"}
+_FOLD_LIMIT = 1 << 16  # elements: fold shape-sized tensors, not weights or [L, L] masks of a long model
+
+
+def fold_static_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What a general folder leaves of the shape code once every input shape is fixed: ``Shape`` of a
+    tensor whose shape inference knows, and small all-constant nodes (``ConstantOfShape`` of a constant
+    shape, ...). The classic TorchScript exporter's BERTs (opset 14 to 17) keep a ``ConstantOfShape`` of
+    an empty shape there, a 0-d tensor TVM's importer turns into a failing ``broadcast_to``."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    for _ in range(8):  # each round exposes the next layer of constants
+        inferred = onnx.shape_inference.infer_shapes(model)
+        shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                  for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)
+                  if v.type.tensor_type.HasField("shape")}
+        consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        kept, changed = [], False
+        for node in model.graph.node:
+            value = None
+            if node.domain in _ONNX_DOMAINS and node.op_type in _FOLDABLE:
+                if node.op_type == "Shape" and node.input[0] not in consts and not node.attribute:
+                    dims = shapes.get(node.input[0])
+                    if dims is not None and all(d for d in dims):
+                        value = [np.asarray(dims, np.int64)]
+                elif all(i in consts or not i for i in node.input) and node.op_type != "Constant":
+                    try:
+                        sub = onnx.helper.make_model(
+                            onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_tensor_value_info(
+                                o, onnx.TensorProto.UNDEFINED, None) for o in node.output],
+                                [numpy_helper.from_array(consts[i], i) for i in node.input if i]),
+                            opset_imports=model.opset_import)
+                        value = ReferenceEvaluator(sub).run(None, {})
+                    except Exception:  # an op the reference evaluator cannot run: leave it to TVM
+                        value = None
+            if value is not None and all(np.asarray(v).size <= _FOLD_LIMIT for v in value):
+                for name, v in zip(node.output, value, strict=False):
+                    model.graph.initializer.append(numpy_helper.from_array(np.asarray(v), name))
+                    consts[name] = np.asarray(v)
+                changed = True
+            else:
+                kept.append(node)
+        if not changed:
+            return model
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        model = _prune_dead_nodes(model)
+    return model
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -17,10 +17,3 @@ def tokenize(tokenizer_dir: str | None, sentences: list[str], seq_len: int) -> d
     out = {k: np.asarray(enc[k], np.int64) for k in ("input_ids", "attention_mask")}
     out["token_type_ids"] = np.asarray(enc.get("token_type_ids", np.zeros_like(out["input_ids"])), np.int64)
     return out
-
-
-def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Sentence embeddings as sentence-transformers computes them: masked mean, L2-normalized."""
-    m = mask[..., None].astype(np.float32)
-    emb = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

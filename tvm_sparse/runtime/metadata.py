@@ -7,11 +7,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-FORMAT = 2  # 2: target_features (LLVM names, checked in full) replaced required_isa (cpuinfo flags)
+# 2: target_features (LLVM names, checked in full) replaced required_isa (cpuinfo flags)
+# 3: buckets (one function per (batch, length)), task (pooling, labels), tokenizer (its files)
+FORMAT = 3
+READABLE = (2, 3)  # a format-2 library is one bucket, "main", with no task or tokenizer
+_NEW_IN_3 = ("buckets", "task", "tokenizer")
 
 
 class LibraryError(RuntimeError):
     """A compiled library or its metadata is missing, corrupt or from an incompatible version."""
+
+
+class InputError(ValueError):
+    """An input the compiled model cannot take (name, shape, dtype or value)."""
 
 
 def metadata_path(library: str | Path) -> Path:
@@ -33,12 +41,19 @@ class Metadata:
     library: str = ""  # the .so file name
     sha256: str = ""  # of the .so: a corrupt or truncated library is refused before dlopen
     format: int = FORMAT
+    # [{"batch", "seq_len", "function"}]: every compiled shape and the VM function that runs it
+    buckets: list[dict] = field(default_factory=list)
+    # {"kind": "embedding" | "classification" | "hidden", "pooling", "normalize", "max_length", "labels"}
+    task: dict = field(default_factory=dict)
+    tokenizer: dict[str, str] = field(default_factory=dict)  # file name -> contents (base64: prefixed)
     # of every field above: the limits and shapes the runtime checks inputs against are what compile
     # wrote (a hand-edited vocabulary limit let out-of-range ids read past the embedding table)
     checksum: str = ""
 
     def digest(self) -> str:
-        fields = {k: v for k, v in asdict(self).items() if k != "checksum"}
+        # a format-2 file was signed before the format-3 fields existed
+        skip = ("checksum", *_NEW_IN_3) if self.format == 2 else ("checksum",)
+        fields = {k: v for k, v in asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
@@ -56,9 +71,10 @@ class Metadata:
         except (OSError, ValueError) as err:
             raise LibraryError(f"metadata file {path} is corrupt: {err}") from err
         fmt = raw.get("format") if isinstance(raw, dict) else None
-        if fmt != FORMAT:
-            raise LibraryError(f"metadata format {fmt} of {path} is not supported (expected {FORMAT}): "
-                               "recompile the model with this version of tvm-sparse")
+        if fmt not in READABLE:
+            raise LibraryError(f"metadata format {fmt} of {path} is not supported (this version reads "
+                               f"{', '.join(map(str, READABLE))}): recompile the model with this version of "
+                               "tvm-sparse")
         try:
             meta = cls(**raw)
         except TypeError as err:
@@ -82,7 +98,18 @@ class Metadata:
             return f"input shapes {sorted(shapes)} are not one [batch, seq_len] of positive sizes"
         if not all(isinstance(k, str) and _positive_ints([v], 1) for k, v in self.input_limits.items()):
             return f"input limits {self.input_limits} are not positive integers"
+        for b in self.buckets:
+            if not (isinstance(b, dict) and _positive_ints([b.get("batch"), b.get("seq_len")], 2)
+                    and isinstance(b.get("function"), str)):
+                return f"bucket {b} is not a batch, a length and a function name"
         return None
+
+    def shape_buckets(self) -> list[tuple[int, int, str]]:
+        """``(batch, seq_len, function)`` of every compiled shape (a format-2 library: its one shape)."""
+        if not self.buckets:
+            b, n = self.inputs[0]["shape"]
+            return [(b, n, "main")]
+        return sorted((b["batch"], b["seq_len"], b["function"]) for b in self.buckets)
 
 
 def _positive_ints(values, n: int) -> bool:

@@ -176,6 +176,9 @@ def _tune_locked(tasks: list, target: tvm.target.Target, work_dir: Path, per_tas
     builder, runner = local_builder(max_workers=1), local_runner()
     t0 = time.time()
     progress = Progress(work_dir)
+    # trials still to run, for the ETA: the time per trial so far times the trials left
+    left = sum(max(0, per_task(t) - progress.get(t)) for t in tasks)
+    done = 0
     for i, task in enumerate(tasks, 1):
         trials = per_task(task)
         have = progress.get(task)
@@ -201,7 +204,9 @@ def _tune_locked(tasks: list, target: tvm.target.Target, work_dir: Path, per_tas
         progress.add(task, trials - have)
         best = db.get_top_k(db.commit_workload(task.dispatched[0]), 1)
         cost = f"{np.mean([float(c) for c in best[0].run_secs]) * 1e6:.1f} us" if best else "no valid"
-        log(f"[{i}/{len(tasks)}] done, best {cost}, {time.time() - t0:.0f} s elapsed")
+        done += trials - have
+        took = time.time() - t0
+        log(f"[{i}/{len(tasks)}] done, best {cost}, {took:.0f} s elapsed, ETA {took / done * (left - done):.0f} s")
     return db
 
 
