@@ -71,6 +71,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of 4x1 blocks to zero (default 0.9)")
     p.set_defaults(func=_cmd_prune)
 
+    from ..sparsify import cli as sparsify_cli  # torch-free: its heavy imports happen in run()
+    p = subparsers.add_parser("sparsify", help=sparsify_cli.HELP, description=sparsify_cli.DESCRIPTION)
+    sparsify_cli.add_arguments(p)
+    p.set_defaults(func=sparsify_cli.run)
+
     p = subparsers.add_parser(
         "tune", help="tune a model's operators into a database (resumable)",
         description="MetaSchedule-tunes every operator of the compiled graph that the kernel library does "
