@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of the steps over which sparsity rises (0.7); the rest fine-tunes")
     p.add_argument("--mask-every", type=_positive, default=10, help="recompute the block masks every N steps (10)")
     p.add_argument("--max-len", type=_positive, default=64, help="truncate training sentences to N tokens (64)")
+    p.add_argument("--score", choices=["activation", "magnitude"], default="activation",
+                   help="rank 4x1 blocks by L2 norm x input channel RMS (activation, default: keeps the channels "
+                        "MiniLM's outlier features flow through) or by L2 norm alone (magnitude)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=_positive, default=100, help="checkpoint every N steps (100)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in OUT_DIR (same arguments)")
@@ -92,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         held = held[: args.eval_sentences]
         cfg = distill.Config(
             teacher=str(Path(args.model)), sparsity=args.sparsity, steps=args.steps, batch=args.batch, lr=args.lr,
-            prune_fraction=args.prune_fraction, mask_every=args.mask_every, max_len=args.max_len, seed=args.seed,
+            prune_fraction=args.prune_fraction, mask_every=args.mask_every,
+            activation_aware=args.score == "activation", max_len=args.max_len, seed=args.seed,
             text_digest=corpus.text_digest(train), text_source=source, checkpoint_every=args.checkpoint_every,
             threads=args.threads, bf16=not args.fp32 and _cpu_has_bf16())
         summary = distill.sparsify(cfg, train, args.output, eval_text=held, resume=args.resume)

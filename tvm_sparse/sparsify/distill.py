@@ -48,6 +48,7 @@ class Config:
     warmup_fraction: float = 0.05
     prune_fraction: float = 0.7  # pruning ends here; the rest fine-tunes at the final sparsity
     mask_every: int = 10
+    activation_aware: bool = True  # rank blocks by |W| x input RMS (masks.Pruner), not |W| alone
     max_len: int = 64
     hidden_weight: float = 1.0
     embedding_weight: float = 1.0
@@ -215,7 +216,7 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
     for p in student.embeddings.parameters():
         p.requires_grad_(False)  # not pruned; training them costs most of the optimizer's memory and time
     linears = masks.encoder_linears(student)
-    pruner = masks.Pruner(linears)
+    pruner = masks.Pruner(linears, activation_aware=cfg.activation_aware)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
@@ -283,6 +284,7 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
 
     if pruner.sparsity != cfg.sparsity:  # steps < mask_every edge cases: end exactly at the target
         pruner.update(cfg.sparsity)
+    pruner.remove_hooks()
     masks.check_exact(linears, cfg.sparsity)
     summary = {"sparsity": cfg.sparsity, "pattern": "4x1 (4 consecutive output channels x 1 input channel)",
                "steps": cfg.steps, "teacher": str(Path(cfg.teacher).resolve()), "config": cfg.identity(),
