@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sparsify import report as sparsify_report
 from ..target import TARGET_HELP
 
 PRECISION_HELP = "int8 (default): static u8 x s8 quantization, calibrated; fp32: no quantization"
@@ -69,6 +70,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported first)")
     p.add_argument("-o", "--output", required=True, help="pruned ONNX file to write")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of 4x1 blocks to zero (default 0.9)")
+    sparsify_report.add_arguments(p, tokenizer=True)
     p.set_defaults(func=_cmd_prune)
 
     from ..sparsify import cli as sparsify_cli  # torch-free: its heavy imports happen in run()
@@ -106,6 +108,7 @@ def add_commands(subparsers) -> None:
     _add_calibration(p)
     p.add_argument("--threshold", type=float, default=None,
                    help="block sparsity at which a Linear goes sparse (default: the measured crossover)")
+    sparsify_report.add_arguments(p, dense=True)
     p.set_defaults(func=_cmd_compile)
 
     p = subparsers.add_parser(
@@ -218,9 +221,11 @@ def _cmd_prune(args) -> None:
 
     refuse_clashes({"input model": args.model}, {"pruned model": args.output,
                                                  "pruning report": report_path(args.output)})
-    report = prune_file(_onnx_path(args.model), args.output, args.sparsity)
+    src = _onnx_path(args.model)
+    report = prune_file(src, args.output, args.sparsity)
     print(format_report(report))
     print(f"wrote {args.output} and {report_path(args.output)}")
+    sparsify_report.after_prune(args, src)
 
 
 def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
@@ -296,9 +301,11 @@ def _cmd_compile(args) -> None:
 
     refuse_clashes({"input model": args.model, "calibration file": args.calib},
                    {"library": args.output, "library's metadata": metadata_path(args.output)})
+    source = args.model
     args.model = str(_onnx_path(args.model, args.seq_len))
     model, opts = _options(args)
     compile_model(model, args.output, opts)
+    sparsify_report.after_compile(args, source)
 
 
 def _inputs(model, npz: str | None, text: str | None, tokenizer: str | None) -> dict:
