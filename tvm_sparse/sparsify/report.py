@@ -25,6 +25,8 @@ ONE_SHOT_HINT = ("one-shot pruning without training loses accuracy: for an accur
                  "'tvm-sparse sparsify HF_DIR -o OUT --sparsity S' (distillation from the dense model), or "
                  "bring a model already sparsified in 4x1 blocks (Neural Compressor's '4x1' pattern) and "
                  "compile it as is")
+SPARSIFY_HINT = ("to keep more of the dense model's accuracy: sparsify again with more --steps (more "
+                 "text if it repeats), or a lower --sparsity")
 POOR = 0.95  # below this mean cosine to the dense model, say how to do better
 
 
@@ -119,7 +121,7 @@ def after_compile(args: argparse.Namespace, source: str | Path) -> None:
             fid = fidelity.compare(emb, _dense_embed(dense, tok, sentences, seq_len))
             print(fidelity.describe(f"{label} library vs the original dense model ({dense})", fid))
             if fid["mean_cosine"] < POOR:
-                print(ONE_SHOT_HINT)
+                print(SPARSIFY_HINT if summary is not None and summary.is_file() else ONE_SHOT_HINT)
         else:
             print("fidelity to the original dense model: pass --dense DENSE_MODEL to measure it")
 
