@@ -99,6 +99,16 @@ def test_resume_continues_to_the_same_model(finished, tiny_model, texts, tmp_pat
         np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-5, err_msg=name)
 
 
+def test_resume_before_the_first_checkpoint_starts_over(tiny_model, texts, tmp_path):
+    out = tmp_path / "out"
+    distill.sparsify(config(tiny_model), texts["train"], out, log=quiet, stop_after=2)
+    (out / "checkpoint" / "state.pt").unlink()  # killed before any state was saved: run.json only
+    with pytest.raises(SparsifyError, match="--resume"):
+        distill.sparsify(config(tiny_model), texts["train"], out, log=quiet)
+    distill.sparsify(config(tiny_model), texts["train"], out, resume=True, log=quiet)
+    assert (out / "sparsify.json").is_file()
+
+
 def test_refuses_a_checkpoint_of_another_run(tiny_model, texts, tmp_path):
     out = tmp_path / "out"
     distill.sparsify(config(tiny_model), texts["train"], out, log=quiet, stop_after=2)

@@ -225,6 +225,9 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
     pad_id = tokenizer.pad_token_id or 0
 
     step, history = 0, []
+    if resuming and not (out_dir / CHECKPOINT / STATE).is_file():
+        log(f"{out_dir}: this run stopped before its first checkpoint; starting it over")
+        resuming = False
     if resuming:
         state = torch.load(out_dir / CHECKPOINT / STATE, weights_only=False, map_location=dev)
         student.load_state_dict(state["student"])
