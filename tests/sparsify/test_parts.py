@@ -113,3 +113,15 @@ def test_activation_aware_keeps_the_outlier_channel():
         pruner.update(0.5)
         assert bool(pruner.masks["l"][:, 3].all()) is kept
         assert int((~pruner.masks["l"]).sum()) == 16  # exactly half of the 4 x 8 blocks either way
+
+
+def test_sparsify_is_a_tvm_sparse_subcommand(capsys):
+    from tvm_sparse.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["sparsify", "--help"])
+    assert exc.value.code == 0 and "Example" in capsys.readouterr().out
+    args = build_parser().parse_args(["sparsify", "m", "-o", "o", "--sparsity", "0.9", "--text", "t.txt"])
+    assert (args.model, args.output, args.sparsity, args.text, args.steps) == ("m", "o", 0.9, "t.txt", 3000)
+    for cmd in ("prune", "compile"):
+        assert build_parser().parse_args([cmd, "m", "-o", "o", "--fidelity-text", "f"]).fidelity_text == "f"
