@@ -12,7 +12,7 @@ LAYERS = [
     {"schedule"},
     {"kinds"},
     {"tune"},
-    {"graph"},
+    {"graph", "sparsify"},  # sparsify: a model-level tool like the graph (torch, lazily)
     {"bench"},
     {"cli", "__main__"},
 ]

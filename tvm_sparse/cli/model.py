@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..sparsify import report as sparsify_report
 from ..target import TARGET_HELP
 
 PRECISION_HELP = "int8 (default): static u8 x s8 quantization, calibrated; fp32: no quantization"
@@ -94,7 +95,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("model", help="ONNX model, or a Hugging Face model directory (exported to the cache first)")
     p.add_argument("-o", "--output", required=True, help="pruned ONNX file to write")
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of 4x1 blocks to zero (default 0.9)")
+    sparsify_report.add_arguments(p, tokenizer=True)
     p.set_defaults(func=_cmd_prune)
+
+    from ..sparsify import cli as sparsify_cli  # torch-free: its heavy imports happen in run()
+    p = subparsers.add_parser("sparsify", help=sparsify_cli.HELP, description=sparsify_cli.DESCRIPTION)
+    sparsify_cli.add_arguments(p)
+    p.set_defaults(func=sparsify_cli.run)
 
     p = subparsers.add_parser(
         "tune", help="tune a model's operators into a database (resumable)",
@@ -129,6 +136,7 @@ def add_commands(subparsers) -> None:
     _add_calibration(p)
     p.add_argument("--threshold", type=float, default=None,
                    help="block sparsity at which a Linear goes sparse (default: the measured crossover)")
+    sparsify_report.add_arguments(p, dense=True)
     p.set_defaults(func=_cmd_compile)
 
     p = subparsers.add_parser(
@@ -261,9 +269,11 @@ def _cmd_prune(args) -> None:
 
             raise GraphError(f"{args.output} is inside the Hugging Face directory {args.model}: write the pruned "
                              "model elsewhere (a model directory is never written to)")
-    report = prune_file(_onnx_path(args.model), args.output, args.sparsity)
+    src = _onnx_path(args.model)
+    report = prune_file(src, args.output, args.sparsity)
     print(format_report(report))
     print(f"wrote {args.output} and {report_path(args.output)}")
+    sparsify_report.after_prune(args, src)
 
 
 def _samples(args, static, batch: int, seq_len: int) -> list[dict]:
@@ -366,6 +376,7 @@ def _cmd_compile(args) -> None:
         print("no tokenizer given (--tokenizer HF_DIR): the library takes token ids only, no encode()/--text")
     model, opts = _options(args)
     compile_model(model, args.output, opts, log=lambda *a: print(*a, flush=True), task=task, tokenizer=tokenizer)
+    sparsify_report.after_compile(args, str(source))
 
 
 def _inputs(model, npz: str | None) -> dict:
