@@ -6,16 +6,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 from tvm import tirx
 
 from ..kernels.amx import FEATURES, dense_amx, fits
-from ..kernels.dense_int8 import pack_dense
 from ..kernels.epilogue import Epilogue
-from .base import CANONICAL_EPILOGUE, KernelKey
 from .dense_int8 import DenseInt8
-from .layer import LinearLayer, int8_constants
-from .sparse_int8 import int8_canonical_arrays
+from .layer import LinearLayer
 
 
 class DenseAmx(DenseInt8):  # same contract, weight packing and constants as the VNNI kernel
@@ -28,21 +24,11 @@ class DenseAmx(DenseInt8):  # same contract, weight packing and constants as the
         n, k = layer.weight.shape
         return super().supports(layer, m) and fits(m, k, n)
 
-    def func(self, key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx.PrimFunc:
-        return dense_amx(key.m, key.k, key.n, epilogue)
-
-    def canonical(self, key: KernelKey) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
-        w, (x, *epi), out = int8_canonical_arrays(key, np.random.default_rng(key.seed()))
-        return self.workload(key), [x, pack_dense(w), *epi, out]
+    def kernel(self, m: int, k: int, n: int, epilogue: Epilogue, quantize_input: bool = False) -> tirx.PrimFunc:
+        return dense_amx(m, k, n, epilogue, quantize_input=quantize_input)
 
     def space(self):
         raise NotImplementedError("dense_amx is written scheduled: nothing to tune")
-
-    def build(self, layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
-        n, k = layer.weight.shape
-        c = int8_constants(layer)
-        func = dense_amx(m, k, n, c.epilogue, quantize_input=True)
-        return func, [c.qin, pack_dense(c.weight), c.scale, c.corr, c.bias]
 
 
 KIND = DenseAmx()

@@ -23,7 +23,7 @@ class DenseInt8(KernelKind):
         return super().supports(layer, m) and not (layer.in_transposed or layer.out_quant or layer.out_transposed)
 
     def func(self, key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx.PrimFunc:
-        return dense_int8(key.m, key.k, key.n, epilogue)
+        return self.kernel(key.m, key.k, key.n, epilogue)
 
     def canonical(self, key: KernelKey) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
         w, (x, *epi), out = int8_canonical_arrays(key, np.random.default_rng(key.seed()))
@@ -32,10 +32,13 @@ class DenseInt8(KernelKind):
     def space(self):
         return dense_space()
 
+    def kernel(self, m: int, k: int, n: int, epilogue: Epilogue, quantize_input: bool = False) -> tirx.PrimFunc:
+        return dense_int8(m, k, n, epilogue, quantize_input=quantize_input)
+
     def build(self, layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
         n, k = layer.weight.shape
         c = int8_constants(layer)
-        func = dense_int8(m, k, n, c.epilogue, quantize_input=True)
+        func = self.kernel(m, k, n, c.epilogue, quantize_input=True)
         return func, [c.qin, pack_dense(c.weight), c.scale, c.corr, c.bias]
 
 

@@ -9,7 +9,7 @@ from ..format import bsr4x1
 from ..kernels.epilogue import Epilogue
 from ..kernels.sparse_fp32 import sparse_fp32
 from ..kernels.sparse_int8 import padded_m
-from .base import CANONICAL_EPILOGUE, KernelKey, sparsity_bucket, specialize_tiles
+from .base import CANONICAL_EPILOGUE, KernelKey, specialize_tiles
 from .layer import LinearLayer
 from .sparse_int8 import SparseInt8
 
@@ -18,11 +18,6 @@ class SparseFp32(SparseInt8):  # the same design space, default knobs and record
     name = "sparse_fp32"
     precision = "fp32"
     needs = frozenset({"avx512f"})
-
-    def key(self, layer: LinearLayer, m: int) -> KernelKey:
-        n, k = layer.weight.shape
-        return KernelKey(self.name, m, k, n, sparsity_bucket(bsr4x1.block_sparsity(layer.weight)),
-                         transposed=layer.in_transposed)
 
     def func(self, key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE, swizzle: bool = True) -> tirx.PrimFunc:
         return sparse_fp32(key.m, key.k, key.n, gelu=epilogue.has_gelu, transposed=key.transposed)
