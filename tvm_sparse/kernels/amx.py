@@ -45,6 +45,20 @@ def ldtilecfg(ptr):
     return _intrin("ldtilecfg", ptr)
 
 
+@T.macro
+def configure_tiles():
+    """``ldtilecfg`` of ``tile_config()`` (palette 1, 8 tiles of 16 rows x 64 bytes), built on the stack of
+    the thread that runs the tiles: the configuration is per thread, so each parallel task loads its own."""
+    cfg = T.alloc_buffer((64,), "uint8")
+    for i in T.unroll(64):
+        cfg[i] = T.uint8(0)
+    cfg[0] = T.uint8(1)
+    for t in T.unroll(8):
+        cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
+        cfg[48 + t] = T.uint8(TILE_ROWS)
+    T.evaluate(ldtilecfg(T.address_of(cfg[0])))
+
+
 def tilezero(tile: int):
     return _intrin("tilezero", T.int8(tile))
 
@@ -118,14 +132,7 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
                     Xq[i // TILE_ROWS, c // 4, i % TILE_ROWS, c % 4 * lanes + v] = ep.to_u8(
                         X[i, c * lanes + v], Qin, quantize_input)
         for jb in T.parallel(n // bn):
-            cfg = T.alloc_buffer((64,), "uint8")
-            for i in T.unroll(64):  # tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
-                cfg[i] = T.uint8(0)
-            cfg[0] = T.uint8(1)
-            for t in T.unroll(8):
-                cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
-                cfg[48 + t] = T.uint8(TILE_ROWS)
-            T.evaluate(ldtilecfg(T.address_of(cfg[0])))
+            configure_tiles()
             for ib in range(m // bm):
                 acc = T.alloc_buffer((bm, bn), "int32")
                 for t in T.unroll(ACC_M * ACC_N):

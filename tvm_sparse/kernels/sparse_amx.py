@@ -30,7 +30,7 @@ from tvm.script import tirx as T
 
 from ..format.union16 import CHUNK, GROUP, PackedUnion16
 from . import epilogue as ep
-from .amx import TILE_BYTES, TILE_ROWS, ldtilecfg, tileload, tilerelease, tilestore, tilezero
+from .amx import TILE_BYTES, TILE_ROWS, configure_tiles, tileload, tilerelease, tilestore, tilezero
 from .epilogue import Epilogue
 from .intrin import _unpack, swizzled_position
 from .signature import keep_params
@@ -171,14 +171,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
                     Xs[kk, T.ramp(b * TOKENS, 1, TOKENS)] = T.Shuffle(
                         [X.vload([kk, b * TOKENS], "uint8x64")], [swizzled_position(i) for i in range(TOKENS)])
         for task in T.parallel(tasks):
-            cfg = T.alloc_buffer((64,), "uint8")
-            for i in T.unroll(64):  # amx.tile_config(): palette 1, 8 tiles of 16 rows x 64 bytes
-                cfg[i] = T.uint8(0)
-            cfg[0] = T.uint8(1)
-            for t in T.unroll(8):
-                cfg[16 + 2 * t] = T.uint8(TILE_BYTES)
-                cfg[48 + t] = T.uint8(TILE_ROWS)
-            T.evaluate(ldtilecfg(T.address_of(cfg[0])))
+            configure_tiles()
             # two chunks' B tiles, whole (1 KiB each: a tile load streams; 8 KiB, once per task), and
             # one pass's accumulators (4 KiB, on the stack)
             bt = T.alloc_buffer((2, ACC_TILES, 16, 64), "uint8")
