@@ -47,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate (2e-4)")
     p.add_argument("--prune-fraction", type=float, default=0.7,
                    help="fraction of the steps over which sparsity rises (0.7); the rest fine-tunes")
+    p.add_argument("--embedding-weight", type=float, default=1.0,
+                   help="weight of the pooled embedding's 1 - cosine in the loss (1.0); the hidden states weigh 1")
     p.add_argument("--mask-every", type=_positive, default=10, help="recompute the block masks every N steps (10)")
     p.add_argument("--max-len", type=_positive, default=64, help="truncate training sentences to N tokens (64)")
     p.add_argument("--score", choices=["activation", "magnitude"], default="activation",
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         held = held[: args.eval_sentences]
         cfg = distill.Config(
             teacher=str(Path(args.model)), sparsity=args.sparsity, steps=args.steps, batch=args.batch, lr=args.lr,
-            prune_fraction=args.prune_fraction, mask_every=args.mask_every,
+            prune_fraction=args.prune_fraction,
+            embedding_weight=args.embedding_weight, mask_every=args.mask_every,
             activation_aware=args.score == "activation", max_len=args.max_len, seed=args.seed,
             text_digest=corpus.text_digest(train), text_source=source, checkpoint_every=args.checkpoint_every,
             threads=args.threads, bf16=not args.fp32 and _cpu_has_bf16())

@@ -81,6 +81,8 @@ def validate(cfg: Config) -> None:
     for name in ("steps", "batch", "mask_every", "max_len", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise SparsifyError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.embedding_weight < 0:
+        raise SparsifyError(f"--embedding-weight must not be negative, got {cfg.embedding_weight}")
     if not 0.0 < cfg.prune_fraction <= 1.0:
         raise SparsifyError(f"prune fraction must be within (0, 1], got {cfg.prune_fraction}")
     if cfg.lr <= 0:
