@@ -7,6 +7,8 @@ own process (``bench/model.py``):
 - ``tvm_dense``: this project's dense path, int8 with every Linear on the dense VNNI kernel (threshold > 1);
 - ``ort_fp32``: onnxruntime on the same pruned ONNX;
 - ``ort_int8``: onnxruntime on ``quantize_dynamic`` of the same pruned ONNX.
+- optional (``--engines``): ``itrex``, the paper's Intel engine; ``ov_int8`` and ``ov_bf16``, OpenVINO on a
+  static QDQ int8 ONNX of the same pruned ONNX and on the fp32 one (``peers/openvino.py``).
 
 Ratios are ``other median / tvm_int8 median`` (above 1: this project is faster). The dense path's time does
 not depend on the weights' values, so by default one dense library per model (compiled from the 0%-sparse
@@ -205,7 +207,9 @@ def _row_line(row: dict) -> str:
     head = f"{row['model']:9s} s{pct(row['sparsity']):<3d} {row['threads']}t b{row['batch']} {row['engine']:9s}"
     if "error" in row:
         return f"{head} ERROR {row['error'][-200:]}"
-    return f"{head} median {row['median_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms"
+    # an engine that picks its own precision says which it ran in (OpenVINO: bf16 or f32)
+    prec = f"  ({row['precision']})" if row.get("precision") else ""
+    return f"{head} median {row['median_ms']:8.3f} ms  p90 {row['p90_ms']:8.3f} ms{prec}"
 
 
 def run_throughput(cfg: Config, built: dict, log=print) -> tuple[dict, list[dict]]:

@@ -190,7 +190,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--sparsities", default="0,0.8,0.9", help="comma list of 4x1 sparsities (default 0,0.8,0.9)")
     p.add_argument("--threads", default="1,2", help="comma list of thread counts (default 1,2)")
     p.add_argument("--engines", default=",".join(_e2e().ENGINES),
-                   help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all four), itrex")
+                   help="comma list of tvm_int8, tvm_dense, ort_fp32, ort_int8 (default: all four), itrex, "
+                        "ov_int8, ov_bf16 (OpenVINO: pip install openvino)")
     p.add_argument("--runs", type=_positive, default=50, help="timed runs per engine (default 50)")
     p.add_argument("--seq-len", type=int, default=128, help="sequence length (default 128)")
     p.add_argument("--trials", type=int, default=0,
@@ -238,6 +239,8 @@ def _cmd_bench_e2e(args) -> None:
         peer = e2e.PEERS.get(e)
         if peer is not None and peer.needs and not getattr(args, peer.needs):
             raise SystemExit(f"--engines {e} needs {peer.needs_flag} (see tvm_sparse/bench/peers/{e}.py)")
+        if peer is not None and peer.unavailable():
+            raise SystemExit(f"--engines {e}: {peer.unavailable()}")
     cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,

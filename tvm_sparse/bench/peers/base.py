@@ -12,6 +12,11 @@ class PeerEngine:
     needs: str = ""  # a Config field that must be set to run it (e.g. "itrex_python"), with its CLI flag
     needs_flag: str = ""
 
+    def unavailable(self) -> str:
+        """Why this engine cannot run here (e.g. its package is not installed), or "": bench-e2e refuses it
+        before building anything."""
+        return ""
+
     def build(self, cfg, src: Path, log=print) -> Path:
         """The artifact timed for the pruned fp32 ONNX ``src`` (cached under ``cfg.out_dir``)."""
         raise NotImplementedError
