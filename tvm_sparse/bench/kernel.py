@@ -17,8 +17,9 @@ from .. import pipeline
 from ..format import bsr4x1
 from ..kernels.dense_int8 import dense_int8, pack_dense
 from ..kernels.epilogue import Epilogue
+from ..kernels.intrin import swizzled_position
 from ..kernels.sparse_fp32 import sparse_fp32
-from ..kernels.sparse_int8 import padded_m, sparse_int8
+from ..kernels.sparse_int8 import padded_m, sparse_int8, swizzles
 from ..kinds import KernelKey, sparsity_bucket
 from ..target import device, mcpu_of
 from ..tune.apply import database_roots, schedule
@@ -59,6 +60,12 @@ class KernelBench:
     speedup_vs_dense_amx: float | None = None  # the sparse int8 [K, M] kernel against dense AMX
     amx_peak_fraction: float | None = None  # dense AMX MACs/s over the measured tdpbusd peak
     amx_peak_gmacs: float | None = None
+    # the [K, M] layout as a chain hands it over (BERT's FFN: the first kernel writes u8 [N, M] in swizzled
+    # 64-token tiles, the second reads them): the 4x64x4 intrinsic's in-lane unpacks, no cross-lane
+    # vpermt2b. None where M does not fill whole 64-token tiles
+    sparse_int8_chain_us: float | None = None
+    exact_chain: bool | None = None
+    vnni_peak_fraction_chain: float | None = None
 
 
 def _time_us(lib: tvm.runtime.Module, args: list) -> float:
@@ -109,6 +116,12 @@ def bench_kernel(
     lib_t, args_t, src_t = _run(sparse_int8(m, k, n, Epilogue.S32, transposed=True), keys["t"], target,
                                 [xt, *pk, np.zeros((n, mp), np.int32)], roots)
     exact = bool(np.array_equal(args_t[-1].numpy()[:, :m].T, ref))
+    chain = None
+    if swizzles(m):  # the same key: a record's knobs serve both token orders
+        perm = np.array([swizzled_position(p) for p in range(mp)])
+        lib_c, args_c, _ = _run(sparse_int8(m, k, n, Epilogue.S32, transposed=True, x_swizzled=True), keys["t"],
+                                target, [xt[:, perm], *pk, np.zeros((n, mp), np.int32)], roots)
+        chain = (lib_c, args_c, bool(np.array_equal(args_c[-1].numpy()[:, :m].T, ref)))
     lib_mk, args_mk, src_mk = _run(sparse_int8(m, k, n, Epilogue.S32), keys["mk"], target,
                                    [x, *pk, np.zeros((m, n), np.int32)], roots)
     exact_mk = bool(np.array_equal(args_mk[-1].numpy(), ref))
@@ -126,6 +139,8 @@ def bench_kernel(
     fp32_err = float(np.abs(args_f[-1].numpy() - ref_f).max() / max(1e-30, np.abs(ref_f).max()))
 
     runs = {"t": (lib_t, args_t), "mk": (lib_mk, args_mk), "dense": (lib_d, args_d), "fp32": (lib_f, args_f)}
+    if chain is not None:
+        runs["chain"] = chain[:2]
     amx = _dense_amx(m, k, n, x, w, ref, target)
     if amx is not None:
         runs["amx"] = amx[:2]
@@ -145,6 +160,10 @@ def bench_kernel(
     asm = lib_t.inspect_source("asm")
     peak = vnni_peak_macs(target, threads)
     nnz_macs = bsr4x1.block_mask(w).sum() * 4 * m
+    chain_fields = {}
+    if chain is not None:
+        chain_fields = {"sparse_int8_chain_us": best["chain"], "exact_chain": chain[2],
+                        "vnni_peak_fraction_chain": float(nnz_macs / (best["chain"] * 1e-6) / peak)}
     return KernelBench(
         m=m, k=k, n=n, sparsity=sparsity, block_sparsity=bsr4x1.block_sparsity(w), threads=threads,
         target=mcpu_of(target),
@@ -155,7 +174,7 @@ def bench_kernel(
         vnni_in_asm="vpdpbusd" in asm,
         vnni_peak_fraction=float(nnz_macs / (best["t"] * 1e-6) / peak), peak_gmacs=peak / 1e9,
         schedules={"sparse_int8": src_t, "sparse_int8_mk": src_mk, "dense_int8": src_d, "sparse_fp32": src_f},
-        **amx_fields,
+        **amx_fields, **chain_fields,
     )
 
 
