@@ -124,7 +124,7 @@ def missing_budget(work_dir: Path, target: tvm.target.Target, trials: int):
 
 
 def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_trials: int,
-                 throughput_batches: tuple[int, ...] = ()) -> None:
+                 throughput_batches: tuple[int, ...] = (), models: list[tuple[str, float]] = MODELS) -> None:
     from tvm_sparse.graph import calibrate, export, importer, prune
     from tvm_sparse.graph.compile import CompileOptions, compile_model, ort_reference
 
@@ -137,7 +137,7 @@ def build_models(out: Path, target: tvm.target.Target, graph_db: Path, graph_tri
         shutil.copytree(graph_db, graph_dir)
     spec = target
     configs = {}
-    for name, s in MODELS:
+    for name, s in models:
         tag = f"{name}_s{int(s * 100)}"
         dense = export.build_bert(name, out / "build" / f"{name}.onnx", vocab_size=VOCAB)
         pruned = out / "build" / f"{tag}.onnx"
@@ -182,6 +182,8 @@ def main() -> None:
                     help="batch sizes of the bert-base sparse libraries for bench/throughput.py (in throughput/)")
     ap.add_argument("--graph-trials", type=int, default=16,
                     help="trials for each graph function that --graph-db has no record for")
+    ap.add_argument("--models", default=",".join(f"{n}:{s}" for n, s in MODELS),
+                    help="NAME:SPARSITY,... (dense bert-base is 85 MB of int8 weights: a bundle of its own)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,8 @@ def main() -> None:
         build_kernels(out, target)
     if "models" in a.what:
         build_models(out, target, Path(a.graph_db), a.graph_trials,
-                     tuple(int(b) for b in a.throughput_batches.split(",") if b))
+                     tuple(int(b) for b in a.throughput_batches.split(",") if b),
+                     [(n, float(s)) for n, s in (m.split(":") for m in a.models.split(","))])
     print(f"bundle ready in {out}: {sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 2**20:.1f} MiB")
 
 
