@@ -22,7 +22,7 @@ from ..schedule.narrow import finalize
 from ..schedule.scheduled import mark_scheduled
 from ..target import mcpu_of
 from .database import open_database
-from .records import lookup_dirs, shipped_root, warn_foreign
+from .records import cores_sub, lookup_dirs, shipped_root, warn_foreign
 from .tuner import DEFAULT_DB_ROOT, tune
 
 UNTUNED_TRIALS = 16  # a kind with no default schedule and no record is tuned this much at first use
@@ -38,10 +38,15 @@ def database_roots(extra: list[str | Path] | None = None) -> list[Path]:
 
 
 def best_record(key: KernelKey, target: tvm.target.Target, roots: list[Path]):
-    """The fastest record for ``key`` tuned on ``target``'s CPU; where none has one, the fastest tuned on
+    """The fastest record for ``key`` tuned on ``target``'s CPU (with its core count where there are such
+    records, else on one core); where none has one, the fastest tuned on
     the nearest CPU in instruction sets that has records (a schedule is valid on any CPU with the
     instructions it uses, only its speed is CPU-specific), with a warning."""
-    rec = _best_in(key, target, lookup_dirs(roots, target)[1])
+    rec = None
+    if cores_sub(target):  # measured with this many threads, else on one core
+        rec = _best_in(key, target, lookup_dirs(roots, target, cores_sub(target))[1])
+    if rec is None:
+        rec = _best_in(key, target, lookup_dirs(roots, target)[1])
     if rec is None:
         other, dirs = lookup_dirs(roots, target, foreign=True)
         rec = _best_in(key, target, dirs)

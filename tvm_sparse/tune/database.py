@@ -58,7 +58,7 @@ def _workload_check(obj) -> str | None:
     return None
 
 
-def _record_check(target_kind: str, n_workloads: int, cpu: str | None):
+def _record_check(target_kind: str, n_workloads: int, cpu: str | None, cores: int | None = None):
     def check(obj) -> str | None:
         if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], int)):
             return "not a MetaSchedule tuning record [workload, record]"
@@ -72,6 +72,8 @@ def _record_check(target_kind: str, n_workloads: int, cpu: str | None):
             return f"foreign record: tuned for target kind {target.get('kind')!r}, not {target_kind!r}"
         if cpu is not None and target.get("mcpu") not in (None, cpu):
             return f"foreign record: tuned for CPU {target.get('mcpu')!r}, in the records of {cpu!r}"
+        if cores is not None and target.get("num-cores", 1) != cores:
+            return f"foreign record: measured on {target.get('num-cores', 1)} core(s), in the records of {cores}"
         return None
 
     return check
@@ -127,7 +129,7 @@ def _check(path: Path, target: tvm.target.Target) -> CheckReport:
         report.rejected += [f"{wl_file.name}:{i}: {why}" for i, _, why in wl_bad]
         report.rejected.append(f"{rec_file.name}: all records set aside (workload numbering unreliable)")
     else:
-        structural = _record_check(target.kind.name, len(wl_good), _cpu_of(path))
+        structural = _record_check(target.kind.name, len(wl_good), _cpu_of(path), _cores_of_dir(path))
         loadable = _deserialize_check(wl_good)
         rec_good, rec_bad = _check_lines(rec_file, lambda obj: structural(obj) or loadable(obj))
         if rec_bad:
@@ -140,12 +142,20 @@ def _check(path: Path, target: tvm.target.Target) -> CheckReport:
 
 
 def _cpu_of(path: Path) -> str | None:
-    """The CPU a database's folder is named for (``<root>/<mcpu>/``, ``<root>/<mcpu>/graph/``); None for a
-    folder named otherwise. A record timed on another CPU does not belong there: its speed says nothing."""
+    """The CPU a database's folder is named for (``<root>/<mcpu>/``, ``<root>/<mcpu>/graph/``,
+    ``<root>/<mcpu>/cores-<N>/``); None for a folder named otherwise. A record timed on another CPU does not
+    belong there: its speed says nothing."""
     from ..target import is_cpu
 
-    name = path.resolve().parent.name if path.name == "graph" else path.resolve().name
+    nested = path.name == "graph" or _cores_of_dir(path) is not None
+    name = path.resolve().parent.name if nested else path.resolve().name
     return name if is_cpu(name) else None
+
+
+def _cores_of_dir(path: Path) -> int | None:
+    """N for a ``cores-<N>`` folder (records measured with N threads), else None."""
+    head, _, n = path.name.partition("-")
+    return int(n) if head == "cores" and n.isdigit() else None
 
 
 def _lines(path: Path) -> list[str]:

@@ -1,7 +1,12 @@
 """Where tuning records live, per CPU, and which CPU's records serve a target that has none of its own.
 
 Layout of every records root (the user's ``tuning_logs/``, a ``--work-dir``, the shipped ``schedules/``):
-``<root>/<mcpu>/`` holds kernel records, ``<root>/<mcpu>/graph/`` the graph functions'. A schedule is
+``<root>/<mcpu>/`` holds kernel records measured on one core, ``<root>/<mcpu>/cores-<N>/`` those measured
+with N threads (``cores_sub``), ``<root>/<mcpu>/graph/`` the graph functions'. Kernel records are kept apart
+by core count: a schedule's speed on N threads says little about it on one (the parallel split, the share
+of each thread's cache), MetaSchedule skips any candidate its database has measured already whatever the
+target, and the fastest record would win every lookup. A target with N cores takes its own count's records,
+else the one-core records. A schedule is
 valid on any CPU with the instructions it uses; only its speed is CPU-specific. So a target whose CPU has
 no records anywhere takes those of the CPU nearest to it in instruction sets (``target.nearest_cpu``),
 and says so once.
@@ -32,6 +37,16 @@ def shipped_root() -> Path:
 
 def _dir(root: str | Path, mcpu: str, sub: str) -> Path:
     return Path(root) / mcpu / sub if sub else Path(root) / mcpu
+
+
+def cores_of(target: tvm.target.Target) -> int:
+    return int(target.attrs.get("num-cores", 1) or 1)
+
+
+def cores_sub(target: tvm.target.Target) -> str:
+    """The kernel records' subdirectory for ``target``'s core count: "" (one core) or ``cores-<N>``."""
+    cores = cores_of(target)
+    return "" if cores == 1 else f"cores-{cores}"
 
 
 def cpu_dir(root: str | Path, target: tvm.target.Target, sub: str = "") -> Path:

@@ -24,7 +24,7 @@ from ..kernels import intrin  # noqa: F401  (registers the tensor intrinsics tra
 from ..kinds import KernelKey
 from .builder import local_builder
 from .database import exclusive, open_database
-from .records import cpu_dir
+from .records import cores_sub, cpu_dir
 from .runner import local_runner
 
 DEFAULT_DB_ROOT = Path("tuning_logs")
@@ -40,7 +40,8 @@ class TuneResult:
 
 
 def db_path(db_root: str | Path, target: tvm.target.Target) -> Path:
-    return cpu_dir(db_root, target)
+    """Kernel records of ``target``'s CPU and core count (``records.cores_sub``)."""
+    return cpu_dir(db_root, target, cores_sub(target))
 
 
 def records_for(db: ms.database.Database, mod: tvm.IRModule) -> list:
