@@ -88,6 +88,8 @@ def sparse_int8(
         attrs.update({"tvm_sparse.transposed": False, "tvm_sparse.x_transposed": x_t, "tvm_sparse.y_transposed": y_t})
     if swz:
         attrs["tvm_sparse.swizzled"] = True
+    if y_swizzled:  # a chain's hand-over (not in canonical instances: records are looked up by those)
+        attrs["tvm_sparse.y_swizzled"] = True
 
     @T.prim_func(s_tir=True)
     def func(

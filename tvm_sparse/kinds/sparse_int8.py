@@ -65,10 +65,10 @@ class SparseInt8(KernelKind):
     def apply(self, sch: s_tir.Schedule, record) -> None:
         # by its knobs (sketch, unroll) through today's schedule code: records outlive schedule changes
         knobs = sparse_schedules.knobs_of(record.trace)
-        getattr(sparse_schedules, knobs["sketch"])(sch, knobs)
+        getattr(sparse_schedules, sparse_schedules.sketch_for(sch, knobs["sketch"]))(sch, knobs)
 
     def default_schedule(self, sch: s_tir.Schedule) -> bool:
-        getattr(sparse_schedules, DEFAULT_KNOBS["sketch"])(sch, DEFAULT_KNOBS)
+        getattr(sparse_schedules, sparse_schedules.sketch_for(sch, DEFAULT_KNOBS["sketch"]))(sch, DEFAULT_KNOBS)
         return True
 
     def build(self, layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
