@@ -239,8 +239,8 @@ def _cmd_bench_e2e(args) -> None:
         peer = e2e.PEERS.get(e)
         if peer is not None and peer.needs and not getattr(args, peer.needs):
             raise SystemExit(f"--engines {e} needs {peer.needs_flag} (see tvm_sparse/bench/peers/{e}.py)")
-        if peer is not None and peer.unavailable():
-            raise SystemExit(f"--engines {e}: {peer.unavailable()}")
+        if peer is not None and (why := peer.unavailable()):
+            raise SystemExit(f"--engines {e}: {why}")
     cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,

@@ -18,6 +18,8 @@ from pathlib import Path
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from .records import cores_of_dir
+
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
 
@@ -129,7 +131,7 @@ def _check(path: Path, target: tvm.target.Target) -> CheckReport:
         report.rejected += [f"{wl_file.name}:{i}: {why}" for i, _, why in wl_bad]
         report.rejected.append(f"{rec_file.name}: all records set aside (workload numbering unreliable)")
     else:
-        structural = _record_check(target.kind.name, len(wl_good), _cpu_of(path), _cores_of_dir(path))
+        structural = _record_check(target.kind.name, len(wl_good), _cpu_of(path), cores_of_dir(path))
         loadable = _deserialize_check(wl_good)
         rec_good, rec_bad = _check_lines(rec_file, lambda obj: structural(obj) or loadable(obj))
         if rec_bad:
@@ -147,15 +149,9 @@ def _cpu_of(path: Path) -> str | None:
     belong there: its speed says nothing."""
     from ..target import is_cpu
 
-    nested = path.name == "graph" or _cores_of_dir(path) is not None
+    nested = path.name == "graph" or cores_of_dir(path) is not None
     name = path.resolve().parent.name if nested else path.resolve().name
     return name if is_cpu(name) else None
-
-
-def _cores_of_dir(path: Path) -> int | None:
-    """N for a ``cores-<N>`` folder (records measured with N threads), else None."""
-    head, _, n = path.name.partition("-")
-    return int(n) if head == "cores" and n.isdigit() else None
 
 
 def _lines(path: Path) -> list[str]:

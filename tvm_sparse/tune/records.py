@@ -43,10 +43,19 @@ def cores_of(target: tvm.target.Target) -> int:
     return int(target.attrs.get("num-cores", 1) or 1)
 
 
+CORES_PREFIX = "cores-"
+
+
 def cores_sub(target: tvm.target.Target) -> str:
     """The kernel records' subdirectory for ``target``'s core count: "" (one core) or ``cores-<N>``."""
     cores = cores_of(target)
-    return "" if cores == 1 else f"cores-{cores}"
+    return "" if cores == 1 else f"{CORES_PREFIX}{cores}"
+
+
+def cores_of_dir(path: Path) -> int | None:
+    """N for a ``cores-<N>`` folder (records measured with N threads), else None."""
+    n = path.name.removeprefix(CORES_PREFIX)
+    return int(n) if n != path.name and n.isdigit() else None
 
 
 def cpu_dir(root: str | Path, target: tvm.target.Target, sub: str = "") -> Path:
