@@ -156,3 +156,60 @@ def test_cli_end_to_end(tiny_model, texts, tmp_path, capsys):
     assert cli.run(_args(tiny_model, tmp_path / "out", text=text, eval_text=held, sparsity=0.5)) == 0
     assert "mean cosine" in capsys.readouterr().out
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_attention_sparsity_splits_the_level_and_keeps_the_total(tiny_model, texts, tmp_path):
+    """--attention-sparsity: attention Linears at their own level, the FFN's at what keeps the encoder's total;
+    both exact. (Uniform pruning fails the level check: every layer would be at 0.75.)"""
+    out = tmp_path / "split"
+    summary = distill.sparsify(config(tiny_model, attention_sparsity=0.6, steps=12), texts["train"], out,
+                               log=quiet)
+    weights = encoder_weights(out)
+    zeros = total = 0
+    for name, w in weights.items():
+        blocks = bsr4x1.block_mask(w)
+        # 4 attention Linears of 32 x 32, 2 FFN Linears of 32 x 64: (0.75 * 8192 - 0.6 * 4096) / 4096
+        want = 0.6 if masks.is_attention(name) else 0.9
+        assert blocks.size - blocks.sum() == round(want * blocks.size), name
+        zeros += (w == 0).sum()
+        total += w.size
+    assert abs(zeros / total - SPARSITY) < 1e-3
+    assert {round(r["block_sparsity"], 2) for r in summary["layers"]} == {0.6, 0.9}
+
+
+def test_attention_sparsity_that_cannot_reach_the_total_is_refused(tiny_model, texts, tmp_path):
+    with pytest.raises(SparsifyError, match="leave the FFN at"):
+        distill.sparsify(config(tiny_model, attention_sparsity=0.0, sparsity=0.9), texts["train"],
+                         tmp_path / "o", log=quiet)
+    with pytest.raises(SparsifyError, match="attention-sparsity"):
+        distill.sparsify(config(tiny_model, attention_sparsity=1.0), texts["train"], tmp_path / "p", log=quiet)
+
+
+def test_attention_distillation_term(tiny_model):
+    """The attention KL is 0 against itself, positive against another model's, and joins the total."""
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny_model))
+    enc = tok(["the quick brown fox", "a cat"], padding=True, return_tensors="pt")
+    teacher = transformers.AutoModel.from_pretrained(str(tiny_model), attn_implementation="eager").eval()
+    other = transformers.AutoModel.from_pretrained(str(tiny_model), attn_implementation="eager").eval()
+    masks.Pruner(masks.encoder_linears(other)).update(0.9)
+    with torch.no_grad():
+        t = teacher(**enc, output_hidden_states=True, output_attentions=True)
+        s = other(**enc, output_hidden_states=True, output_attentions=True)
+        assert float(distill.attention_kl(t, t, enc["attention_mask"])) == pytest.approx(0.0, abs=1e-6)
+        kl = float(distill.attention_kl(s, t, enc["attention_mask"]))
+        assert kl > 1e-6  # small: a random tiny model attends almost uniformly
+        with_attn = float(distill.distill_loss(s, t, enc["attention_mask"], 1.0, 1.0, 2.0)[0])
+        without = float(distill.distill_loss(s, t, enc["attention_mask"], 1.0, 1.0)[0])
+    assert with_attn == pytest.approx(without + 2.0 * kl, rel=1e-5)
+
+
+def test_attention_distillation_and_trained_embeddings_run(tiny_model, texts, tmp_path):
+    out = tmp_path / "attn"
+    summary = distill.sparsify(config(tiny_model, attention_weight=1.0, train_embeddings=True, steps=6),
+                               texts["train"], out, log=quiet)
+    assert summary["config"]["attention_weight"] == 1.0
+    teacher = transformers.AutoModel.from_pretrained(str(tiny_model))
+    student = transformers.AutoModel.from_pretrained(str(out))
+    # the embeddings moved (trained), and stayed dense
+    moved = student.embeddings.word_embeddings.weight - teacher.embeddings.word_embeddings.weight
+    assert float(moved.abs().max()) > 0

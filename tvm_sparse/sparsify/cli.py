@@ -49,6 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of the steps over which sparsity rises (0.7); the rest fine-tunes")
     p.add_argument("--embedding-weight", type=float, default=1.0,
                    help="weight of the pooled embedding's 1 - cosine in the loss (1.0); the hidden states weigh 1")
+    p.add_argument("--hidden-weight", type=float, default=1.0,
+                   help="weight of every layer's hidden states (relative MSE) in the loss (1.0)")
+    p.add_argument("--attention-weight", type=float, default=0.0,
+                   help="weight of the KL of every layer's attention distributions to the teacher's (0: off; "
+                        "on, attention runs its slower eager implementation)")
+    p.add_argument("--attention-sparsity", type=float, default=None,
+                   help="prune the attention Linears (Q, K, V, output) to this level and the FFN's to whatever keeps "
+                        "the encoder's Linears as a whole at --sparsity (default: every Linear at --sparsity)")
+    p.add_argument("--train-embeddings", action="store_true",
+                   help="let distillation adjust the (never pruned) embeddings too (more memory and time)")
     p.add_argument("--mask-every", type=_positive, default=10, help="recompute the block masks every N steps (10)")
     p.add_argument("--max-len", type=_positive, default=64, help="truncate training sentences to N tokens (64)")
     p.add_argument("--score", choices=["activation", "magnitude"], default="activation",
@@ -60,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared 2-core machine 2 threads ran 5x slower than 1, "
                         "3.3 against 0.61 s per MiniLM step; 0 = torch's choice)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device to train on (cpu; 'cuda' where torch has a GPU): the output is the same kind")
     p.add_argument("--fp32", action="store_true",
                    help="train in fp32 (default: bf16 autocast where the CPU has AVX512-BF16 or AMX, else fp32)")
 
@@ -97,17 +109,25 @@ def run(args: argparse.Namespace) -> int:
         held = held[: args.eval_sentences]
         cfg = distill.Config(
             teacher=str(Path(args.model)), sparsity=args.sparsity, steps=args.steps, batch=args.batch, lr=args.lr,
-            prune_fraction=args.prune_fraction,
-            embedding_weight=args.embedding_weight, mask_every=args.mask_every,
+            prune_fraction=args.prune_fraction, hidden_weight=args.hidden_weight,
+            embedding_weight=args.embedding_weight, attention_weight=args.attention_weight,
+            attention_sparsity=args.attention_sparsity, train_embeddings=args.train_embeddings,
+            mask_every=args.mask_every,
             activation_aware=args.score == "activation", max_len=args.max_len, seed=args.seed,
             text_digest=corpus.text_digest(train), text_source=source, checkpoint_every=args.checkpoint_every,
-            threads=args.threads, bf16=not args.fp32 and _cpu_has_bf16())
+            threads=args.threads, device=args.device,
+            bf16=not args.fp32 and (args.device != "cpu" or _cpu_has_bf16()))
         summary = distill.sparsify(cfg, train, args.output, eval_text=held, resume=args.resume)
     except (SparsifyError, MissingExtraError) as err:
         print(f"tvm-sparse sparsify: error: {err}", file=sys.stderr)
         return 2
     fid = summary.get("fidelity_to_dense")
-    print(f"wrote {args.output}: every encoder Linear at {args.sparsity:.0%} 4x1 block sparsity (exact)")
+    if args.attention_sparsity is None:
+        print(f"wrote {args.output}: every encoder Linear at {args.sparsity:.0%} 4x1 block sparsity (exact)")
+    else:
+        levels = sorted({round(r["block_sparsity"], 4) for r in summary["layers"]})
+        print(f"wrote {args.output}: the encoder's Linears at {args.sparsity:.0%} 4x1 block sparsity as a whole "
+              f"(attention {args.attention_sparsity:.0%}, per layer: {', '.join(f'{v:.2%}' for v in levels)})")
     if fid:
         print(f"fidelity to the dense model on {fid['sentences']} held-out sentences: mean cosine "
               f"{fid['mean_cosine']:.4f}, Spearman of pairwise similarities {fid['spearman']:.4f}")

@@ -52,6 +52,9 @@ class Config:
     max_len: int = 64
     hidden_weight: float = 1.0
     embedding_weight: float = 1.0
+    attention_weight: float = 0.0  # KL of every layer's attention distributions to the teacher's (MiniLM's)
+    attention_sparsity: float | None = None  # None: every Linear at `sparsity`; else see masks.split_sparsity
+    train_embeddings: bool = False
     seed: int = 0
     text_digest: str = ""
     text_source: str = ""
@@ -81,8 +84,11 @@ def validate(cfg: Config) -> None:
     for name in ("steps", "batch", "mask_every", "max_len", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise SparsifyError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.embedding_weight < 0:
-        raise SparsifyError(f"--embedding-weight must not be negative, got {cfg.embedding_weight}")
+    for name in ("hidden_weight", "embedding_weight", "attention_weight"):
+        if getattr(cfg, name) < 0:
+            raise SparsifyError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
+    if cfg.attention_sparsity is not None and not 0.0 <= cfg.attention_sparsity < 1.0:
+        raise SparsifyError(f"--attention-sparsity must be within [0, 1), got {cfg.attention_sparsity}")
     if not 0.0 < cfg.prune_fraction <= 1.0:
         raise SparsifyError(f"prune fraction must be within (0, 1], got {cfg.prune_fraction}")
     if cfg.lr <= 0:
@@ -128,9 +134,22 @@ class Batches:
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
-def distill_loss(student_out, teacher_out, mask, hidden_weight: float, embedding_weight: float):
+def attention_kl(student_out, teacher_out, mask):
+    """Mean KL(teacher || student) of the attention distributions, over layers, heads and real query tokens."""
+    m = mask[:, None, :, None].float()  # [B, 1, Lq, 1]: padded queries count for nothing
+    total = 0.0
+    for s, t in zip(student_out.attentions, teacher_out.attentions, strict=True):
+        s, t = s.float(), t.float()
+        kl = (t * (t.clamp(min=1e-12).log() - s.clamp(min=1e-12).log())).sum(-1, keepdim=True)
+        total = total + (kl * m).sum() / (m.sum() * s.shape[1])
+    return total / len(student_out.attentions)
+
+
+def distill_loss(student_out, teacher_out, mask, hidden_weight: float, embedding_weight: float,
+                 attention_weight: float = 0.0):
     """``(total, hidden, embedding)``: relative masked MSE of every layer's hidden state, and 1 - cosine of
-    the mean-pooled sentence embeddings. Computed in fp32 whatever the forward ran in."""
+    the mean-pooled sentence embeddings; ``total`` adds the attention distributions' KL when weighted.
+    Computed in fp32 whatever the forward ran in."""
     torch = require("torch")
     m = mask.unsqueeze(-1).float()
     n = m.sum() * student_out.hidden_states[-1].shape[-1]
@@ -146,7 +165,10 @@ def distill_loss(student_out, teacher_out, mask, hidden_weight: float, embedding
 
     emb = 1.0 - torch.nn.functional.cosine_similarity(pool(student_out.last_hidden_state.float()),
                                                       pool(teacher_out.last_hidden_state.float()), dim=-1).mean()
-    return hidden_weight * hidden + embedding_weight * emb, hidden, emb
+    total = hidden_weight * hidden + embedding_weight * emb
+    if attention_weight:
+        total = total + attention_weight * attention_kl(student_out, teacher_out, mask)
+    return total, hidden, emb
 
 
 def _rng_state() -> dict:
@@ -208,17 +230,23 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
     torch.manual_seed(cfg.seed)
 
     dev = torch.device(cfg.device)
+    # attention probabilities are only returned by the eager implementation
+    attn_impl = {"attn_implementation": "eager"} if cfg.attention_weight else {}
+
     def load():
-        return transformers.AutoModel.from_pretrained(cfg.teacher, local_files_only=True, dtype=torch.float32)
+        return transformers.AutoModel.from_pretrained(cfg.teacher, local_files_only=True, dtype=torch.float32,
+                                                      **attn_impl)
 
     teacher, student = load().eval().to(dev), load().eval().to(dev)
     tokenizer = transformers.AutoTokenizer.from_pretrained(cfg.teacher, local_files_only=True)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    for p in student.embeddings.parameters():
-        p.requires_grad_(False)  # not pruned; training them costs most of the optimizer's memory and time
+    if not cfg.train_embeddings:
+        for p in student.embeddings.parameters():
+            p.requires_grad_(False)  # not pruned; training them costs most of the optimizer's memory and time
     linears = masks.encoder_linears(student)
-    pruner = masks.Pruner(linears, activation_aware=cfg.activation_aware)
+    pruner = masks.Pruner(linears, activation_aware=cfg.activation_aware, final_sparsity=cfg.sparsity,
+                          attention_sparsity=cfg.attention_sparsity)
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
 
@@ -260,10 +288,10 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
         feeds = {k: torch.from_numpy(v).to(dev) for k, v in batches(step, pad_id).items()}
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             with torch.no_grad():
-                t_out = teacher(**feeds, output_hidden_states=True)
-            s_out = student(**feeds, output_hidden_states=True)
+                t_out = teacher(**feeds, output_hidden_states=True, output_attentions=bool(cfg.attention_weight))
+            s_out = student(**feeds, output_hidden_states=True, output_attentions=bool(cfg.attention_weight))
         loss, hidden, emb = distill_loss(s_out, t_out, feeds["attention_mask"], cfg.hidden_weight,
-                                         cfg.embedding_weight)
+                                         cfg.embedding_weight, cfg.attention_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -290,7 +318,7 @@ def sparsify(cfg: Config, train_text: list[str], out_dir: str | Path, eval_text:
     if pruner.sparsity != cfg.sparsity:  # steps < mask_every edge cases: end exactly at the target
         pruner.update(cfg.sparsity)
     pruner.remove_hooks()
-    masks.check_exact(linears, cfg.sparsity)
+    masks.check_exact(linears, cfg.sparsity, cfg.attention_sparsity)
     summary = {"sparsity": cfg.sparsity, "pattern": "4x1 (4 consecutive output channels x 1 input channel)",
                "steps": cfg.steps, "teacher": str(Path(cfg.teacher).resolve()), "config": cfg.identity(),
                "seconds_this_call": round(time.time() - t_start, 1),

@@ -75,9 +75,16 @@ class Pruner:
     0.70 against 0.50.
     """
 
-    def __init__(self, linears: dict, activation_aware: bool = False) -> None:
+    def __init__(self, linears: dict, activation_aware: bool = False, final_sparsity: float | None = None,
+                 attention_sparsity: float | None = None) -> None:
         torch = require("torch")
         self.linears = linears
+        # (final, attention level, FFN level) when the two kinds of Linear get different levels
+        self.split = None
+        if attention_sparsity is not None:
+            if final_sparsity is None:
+                raise ValueError("attention_sparsity needs final_sparsity")
+            self.split = (final_sparsity, *split_sparsity(linears, final_sparsity, attention_sparsity))
         self.activation_aware = activation_aware
         self.collect = activation_aware
         self.sq_sums = {n: torch.zeros(lin.weight.shape[1], dtype=torch.float64, device=lin.weight.device)
@@ -109,12 +116,23 @@ class Pruner:
         """New masks at ``sparsity`` from the current weights (pruned blocks are zero, so they stay pruned
         while sparsity only rises), then zero what they drop. The activation statistics restart, so the
         next update ranks by the activations of the model as it is then."""
-        self.masks = {name: block_mask(lin.weight, sparsity, self.scale(name)) for name, lin in self.linears.items()}
+        self.masks = {name: block_mask(lin.weight, self.layer_sparsity(name, sparsity), self.scale(name))
+                      for name, lin in self.linears.items()}
         for name in self.linears:
             self.sq_sums[name].zero_()
             self.tokens[name] = 0
         self.sparsity = sparsity
         self.apply()
+
+    def layer_sparsity(self, name: str, sparsity: float) -> float:
+        """The sparsity of Linear ``name`` when the encoder as a whole is at ``sparsity``.
+
+        Uniform unless the Pruner was given an attention sparsity: then see ``split_sparsity``; on the way
+        there (the schedule's intermediate levels) both kinds rise in proportion."""
+        if self.split is None or sparsity == 0.0:
+            return sparsity
+        final, attn, ffn = self.split
+        return (attn if is_attention(name) else ffn) * sparsity / final
 
     def apply(self) -> None:
         """Zero every dropped block (after each optimizer step: the update moves pruned weights too).
@@ -145,6 +163,25 @@ class Pruner:
         self.tokens = dict(state["tokens"])
 
 
+def is_attention(name: str) -> bool:
+    """Q, K, V and the attention output projection (BERT's ``...attention.self.query`` etc.)."""
+    return ".attention." in name
+
+
+def split_sparsity(linears: dict, sparsity: float, attention_sparsity: float) -> tuple[float, float]:
+    """``(attention, ffn)`` sparsities: attention Linears at ``attention_sparsity``, the FFN's at whatever
+    keeps the encoder's Linears as a whole (by weights) at ``sparsity``."""
+    attn = sum(lin.weight.numel() for n, lin in linears.items() if is_attention(n))
+    ffn = sum(lin.weight.numel() for n, lin in linears.items() if not is_attention(n))
+    if not attn or not ffn:
+        raise SparsifyError("--attention-sparsity needs both attention and FFN Linears in the encoder")
+    ffn_sparsity = (sparsity * (attn + ffn) - attention_sparsity * attn) / ffn
+    if not 0.0 <= ffn_sparsity < 1.0:
+        raise SparsifyError(f"attention Linears at {attention_sparsity:.0%} leave the FFN at {ffn_sparsity:.1%} to "
+                            f"reach {sparsity:.0%} overall: choose an attention sparsity nearer {sparsity:.0%}")
+    return attention_sparsity, ffn_sparsity
+
+
 def sparsity_report(linears: dict) -> list[dict]:
     """Per-layer statistics measured on the weights themselves by the format's own code (numpy)."""
     out = []
@@ -154,12 +191,14 @@ def sparsity_report(linears: dict) -> list[dict]:
     return out
 
 
-def check_exact(linears: dict, sparsity: float) -> None:
-    """Raise unless every Linear has exactly ``round(sparsity * blocks)`` zero 4x1 blocks."""
+def check_exact(linears: dict, sparsity: float, attention_sparsity: float | None = None) -> None:
+    """Raise unless every Linear has exactly ``round(s * blocks)`` zero 4x1 blocks, ``s`` its own level."""
+    levels = (sparsity, sparsity) if attention_sparsity is None else split_sparsity(linears, sparsity,
+                                                                                    attention_sparsity)
     for name, lin in linears.items():
         w = lin.weight.detach().float().cpu().numpy()
         mask = bsr4x1.block_mask(w)
-        want = int(round(sparsity * mask.size))
+        want = int(round(levels[0 if is_attention(name) else 1] * mask.size))
         got = int(mask.size - mask.sum())
         if got != want:
             raise SparsifyError(f"{name}: {got} zero 4x1 blocks of {mask.size}, expected exactly {want}")
