@@ -57,6 +57,7 @@ class Config:
     work_dir: Path = Path("tuning_logs/e2e")  # kernel records; graph records: work_dir/graph + shipped
     trials: int = 0  # graph tuning at compile (0: shipped + work_dir records only)
     dense_per_sparsity: bool = False
+    choose: str = "auto"  # the int8 libraries' kernel choice (graph/policy.py)
     throughput_models: tuple[str, ...] = ()
     throughput_sparsity: float = 0.9
     throughput_batches: tuple[int, ...] = (1, 2, 4, 8)
@@ -124,7 +125,7 @@ def library(cfg: Config, model: str, sparsity: float, variant: str, batch: int, 
         trials = budget(*cfg.throughput_trials)
     opts = CompileOptions(batch=batch, seq_len=cfg.seq_len, precision="int8", target=target_spec(cfg),
                           trials=trials, work_dir=cfg.work_dir, calibration=calib,
-                          threshold=DENSE_THRESHOLD if variant == "dense" else None)
+                          threshold=DENSE_THRESHOLD if variant == "dense" else None, choose=cfg.choose)
     compile_model(importer.load_onnx(src), lib, opts, log=log)
     log(f"compiled {lib.name} in {time.time() - t0:.0f} s")
     return lib

@@ -1,4 +1,4 @@
-"""``tvm-sparse bench-kernel | tune-kernel``: one kernel, tuned and timed."""
+"""``tvm-sparse bench-kernel | tune-kernel | tune-choices``: one kernel, tuned and timed; which kind is fastest."""
 
 from __future__ import annotations
 
@@ -56,8 +56,43 @@ def _cmd_tune_kernel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KxN (input x output channels), got {text!r}") from None
+    if k < 1 or n < 1:
+        raise argparse.ArgumentTypeError(f"channels must be positive, got {text!r}")
+    return k, n
+
+
+def _cmd_tune_choices(args: argparse.Namespace) -> int:
+    _threads(args)
+    from ..kinds import sparsity_bucket
+    from ..target import resolve
+    from ..tune import choices
+    from ..tune.apply import database_roots
+
+    target = resolve(args.target, args.threads)
+    why = choices.cannot_measure(target)
+    if why:
+        print(f"tune-choices: cannot measure {target.attrs.get('mcpu')} kernels here: {why}", file=sys.stderr)
+        return 2
+    roots = database_roots([args.db])
+    for k, n in args.shapes:
+        for s in args.sparsities:
+            key = choices.ChoiceKey(args.m, k, n, sparsity_bucket(s))
+            if not args.again and choices.lookup(key, target, [Path(args.db)]):
+                print(f"{key.name}: measured already in {args.db} (--again to measure it anew)")
+                continue
+            times = choices.measure(key, target, roots, log=print)
+            choices.store(args.db, target, key, times)
+    print(f"kept in {choices.path_for(args.db, target)}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register bench-kernel and tune-kernel."""
+    """Register bench-kernel, tune-kernel and tune-choices."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--m", type=int, default=128, help="tokens (batch x sequence); default 128")
     common.add_argument("--threads", type=int, default=1, help="worker threads (default 1)")
@@ -88,3 +123,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rpc-tracker", help="HOST:PORT of a TVM RPC tracker: measure on its servers")
     t.add_argument("--rpc-key", default="xeon", help="device key the servers registered under (default xeon)")
     t.set_defaults(func=_cmd_tune_kernel)
+
+    c = sub.add_parser(
+        "tune-choices", parents=[common],
+        help="time every kernel kind this CPU runs for Linear shapes and sparsities: what compile picks per layer",
+        description="For each --shapes KxN and --sparsities level: builds every kernel kind that can run such a "
+                    "Linear on the target (sparse VNNI, dense VNNI, dense AMX where the CPU has it) with its "
+                    "records, times them side by side on synthetic weights (row-major fp32 in and out, as a "
+                    "graph's stand-alone Linears are), and keeps the times in --db/<cpu>/[cores-N/]choices.json. "
+                    "compile then gives each row-major Linear the fastest kind (--choose). Example: "
+                    "tvm-sparse tune-choices --shapes 768x768,384x384 --sparsities 0.5,0.6,0.7,0.8,0.9")
+    c.add_argument("--shapes", type=lambda t: [_shape(v) for v in t.split(",")], required=True,
+                   help="comma-separated KxN (input x output channels), e.g. 768x768,768x3072")
+    c.add_argument("--sparsities", type=lambda t: [float(v) for v in t.split(",")], default=[0.5, 0.6, 0.7, 0.8, 0.9],
+                   help="comma-separated block sparsities (default 0.5,...,0.9; each measured at its bucket)")
+    c.add_argument("--again", action="store_true", help="measure entries --db has already")
+    c.set_defaults(func=_cmd_tune_choices)

@@ -135,7 +135,12 @@ def add_commands(subparsers) -> None:
     _add_tuning(p, default_trials=8)
     _add_calibration(p)
     p.add_argument("--threshold", type=float, default=None,
-                   help="block sparsity at which a Linear goes sparse (default: the measured crossover)")
+                   help="block sparsity at which a Linear goes sparse, whatever was measured (default: per layer, "
+                        "the kernel measured fastest on this CPU where the records have it, else 0.6, 0.78 with AMX)")
+    p.add_argument("--choose", choices=("auto", "measure", "threshold"), default="auto",
+                   help="how each int8 Linear gets its kernel: auto = measurements in the records (tuning_logs/, "
+                        "shipped schedules/) else the threshold; measure = also time the kinds for shapes not "
+                        "measured yet (on this CPU; kept in --work-dir); threshold = the threshold alone")
     sparsify_report.add_arguments(p, dense=True)
     p.set_defaults(func=_cmd_compile)
 
@@ -200,6 +205,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--target", default="host", help=TARGET_HELP + "; compiled for 1 core")
     p.add_argument("--dense-per-sparsity", action="store_true",
                    help="compile the dense path from each pruned model (default: once per model, from 0%%)")
+    p.add_argument("--choose", choices=("auto", "measure", "threshold"), default="auto",
+                   help="how the int8 libraries pick each Linear's kernel (compile --choose; default auto)")
     p.add_argument("--throughput", default="",
                    help="comma list of models for the throughput metric (tvm int8 vs onnxruntime int8)")
     p.add_argument("--throughput-sparsity", type=float, default=0.9)
@@ -244,6 +251,7 @@ def _cmd_bench_e2e(args) -> None:
     cfg = e2e.Config(out_dir=Path(args.out), models=_csv(args.models), sparsities=_csv(args.sparsities, float),
                      threads=_csv(args.threads, int), seq_len=args.seq_len, runs=args.runs, target=args.target,
                      work_dir=Path(args.work_dir), trials=args.trials, dense_per_sparsity=args.dense_per_sparsity,
+                     choose=args.choose,
                      throughput_models=_csv(args.throughput), throughput_sparsity=args.throughput_sparsity,
                      throughput_batches=_csv(args.batches, int), throughput_cores=args.throughput_cores,
                      throughput_seconds=args.throughput_seconds,
@@ -321,7 +329,7 @@ def _options(args):
     opts = CompileOptions(seq_lens=lengths, batches=tuple(batches), precision=args.precision,
                           target=target, trials=args.trials,
                           work_dir=args.work_dir, calibration=calib,
-                          threshold=getattr(args, "threshold", None))
+                          threshold=getattr(args, "threshold", None), choose=getattr(args, "choose", "auto"))
     return model, opts
 
 

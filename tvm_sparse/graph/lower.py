@@ -35,9 +35,11 @@ def lower(model: onnx.ModelProto, opts: CompileOptions, target: tvm.target.Targe
         raise GraphError("int8 needs calibration: pass calibration parameters (or use fp32)")
     mod, layers = rewrite.swap_linears(mod, opts.precision, target, calib=opts.calibration,
                                        names=rewrite.names_from_onnx(static), threshold=opts.threshold,
-                                       database=str(opts.work_dir))
+                                       database=str(opts.work_dir), choose=opts.choose, log=log)
     log(f"{len(layers)} Linear layers: {sum(x.sparse for x in layers)} sparse, "
         f"{sum(not x.sparse for x in layers)} dense, {opts.precision}")
+    for why in sorted({x.why for x in layers}):
+        log(f"  {sum(x.why == why for x in layers)} decided by {why}")
     mod, norms = fuse_norm.fuse_add_layer_norm(mod)
     log(f"{norms} residual adds fused into their LayerNorm")
     return Lowered(mod, static, names, layers, norms)

@@ -20,7 +20,8 @@ class CompileOptions:
     trials: int = 8  # per task; or a function of the task (tune.graph.budget(heavy, light))
     work_dir: str | Path = "tuning_logs/default"
     calibration: dict[str, ActQuant] | None = None
-    threshold: float | None = None
+    threshold: float | None = None  # given: the threshold alone decides sparse or dense
+    choose: str = "auto"  # graph/policy.py: "auto" | "measure" | "threshold"
     allow_untuned: bool = False  # tests only: leave functions with no record as naive loops (100x slower)
     # length and batch buckets: one static-shape function per (batch, length) pair in one library (TVM's
     # frontends cannot import a symbolic length). Empty: just (batch, seq_len), one function "main".

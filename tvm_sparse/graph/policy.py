@@ -1,8 +1,19 @@
-"""Which kernel each Linear gets. The one place the sparse/dense crossover lives."""
+"""Which kernel each Linear gets. The one place the sparse/dense crossover lives.
+
+First choice: what was measured on the target's own CPU (``tune/choices.py``: every kind that can run a
+Linear of that shape and sparsity, timed; the fastest wins). Where no measurement exists for the target,
+a threshold on the block sparsity decides, higher where dense Linears run on AMX. ``mode="measure"``
+times what is missing (when this machine can run the target's code) and keeps it in the user's records.
+"""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+import tvm
 
 from ..format import bsr4x1
 
@@ -16,10 +27,16 @@ SPARSE_THRESHOLD = 0.6
 # 80% 17.09 ms against 20.63 all dense on AMX, MiniLM 80% 2.72 against 2.82, at 90% 10.75 and 2.05: sparse
 # still wins at 80%, by 4% on MiniLM, so below it dense AMX does. 0.78: uniform 80% pruning lands at 79.9%.
 AMX_SPARSE_THRESHOLD = 0.78
+# Below this no sparse kernel is measured or taken: none came near dense on any CPU measured
+MIN_SPARSE = 0.5
+MODES = ("auto", "measure", "threshold")
+# a measured kind overrules the threshold's sparse/dense choice only when this much faster (repeated
+# measurements of one kernel spread by 2-3% on the 2-core machines)
+MARGIN = 0.05
 
 
 def sparse_threshold(target) -> float:
-    """The crossover for ``target``: higher where dense Linears run on AMX."""
+    """The crossover for ``target`` where nothing was measured: higher where dense Linears run on AMX."""
     from .. import kinds
 
     return AMX_SPARSE_THRESHOLD if kinds.get("dense_amx").available(target) else SPARSE_THRESHOLD
@@ -27,3 +44,85 @@ def sparse_threshold(target) -> float:
 
 def use_sparse(weight_nk: np.ndarray, threshold: float) -> bool:
     return bsr4x1.block_sparsity(weight_nk) >= threshold
+
+
+@dataclass(frozen=True)
+class Decision:
+    sparse: bool
+    kind: str | None  # the kind measured fastest; None: the registry's priority picks among those that fit
+    reason: str  # for the report: what decided
+
+
+class KernelPolicy:
+    """Decides each Linear: ``auto`` (measurements where the records have them, else the threshold),
+    ``measure`` (also time what is missing), ``threshold`` (the threshold alone; an explicit
+    ``threshold`` forces this mode)."""
+
+    def __init__(self, target: tvm.target.Target, mode: str = "auto", threshold: float | None = None,
+                 roots: list[Path] | None = None, log=None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"kernel choice mode must be one of {MODES}, got {mode!r}")
+        self.target = target
+        self.mode = "threshold" if threshold is not None else mode
+        self.threshold = sparse_threshold(target) if threshold is None else threshold
+        self.roots = roots
+        self.log = log or (lambda s: None)
+        self._no_measure: str | None = None
+
+    def _roots(self) -> list[Path]:
+        from ..tune.apply import database_roots
+
+        return database_roots() if self.roots is None else self.roots
+
+    def _times(self, m: int, k: int, n: int, bucket: int) -> tuple[dict[str, float], str] | None:
+        from ..tune import choices
+
+        key = choices.ChoiceKey(m, k, n, bucket)
+        found = choices.lookup(key, self.target, self._roots())
+        if found:
+            return found[0], f"measured ({found[1].parent.name})"
+        if self.mode != "measure":
+            return None
+        if self._no_measure is None:
+            self._no_measure = choices.cannot_measure(self.target) or ""
+            if self._no_measure:
+                warnings.warn(f"cannot measure kernel choices here ({self._no_measure}): the threshold "
+                              f"{self.threshold:.2f} decides", stacklevel=3)
+        if self._no_measure:
+            return None
+        self.log(f"measuring kernel choices for {key.name} ...")
+        times = choices.measure(key, self.target, self._roots(), log=self.log)
+        path = choices.store(self._roots()[0], self.target, key, times)
+        return times, f"measured now ({path})"
+
+    def by_threshold(self, weight_nk: np.ndarray, note: str = "") -> Decision:
+        sparsity = bsr4x1.block_sparsity(weight_nk)
+        sparse = sparsity >= self.threshold
+        return Decision(sparse, None, f"threshold {self.threshold:.2f}{note}")
+
+    def decide(self, weight_nk: np.ndarray, m: int) -> Decision:
+        """The kind measured fastest for this Linear (row-major fp32 in and out), else the threshold's
+        choice (``kind`` None)."""
+        from .. import kinds
+
+        sparsity = bsr4x1.block_sparsity(weight_nk)
+        if self.mode == "threshold" or sparsity < MIN_SPARSE:
+            return self.by_threshold(weight_nk)
+        n, k = weight_nk.shape
+        found = self._times(m, k, n, kinds.sparsity_bucket(sparsity))
+        # only kinds this target can run count: a table never brings AMX to a CPU without it
+        usable = {name: t for name, t in (found[0].items() if found else ())
+                  if name in kinds.names() and kinds.get(name).available(self.target)}
+        if not usable or all(kinds.get(x).sparse for x in usable) or not any(kinds.get(x).sparse for x in usable):
+            return self.by_threshold(weight_nk, " (nothing measured for this shape here)" if self.mode != "threshold"
+                                     else "")
+        best = min(usable, key=usable.get)
+        timing = ", ".join(f"{x} {t:.0f} us" for x, t in sorted(usable.items(), key=lambda kv: kv[1]))
+        default = self.by_threshold(weight_nk)
+        if kinds.get(best).sparse != default.sparse:
+            # overrule the threshold only by a margin larger than the measurement's noise
+            side = min(t for x, t in usable.items() if kinds.get(x).sparse == default.sparse)
+            if usable[best] > (1.0 - MARGIN) * side:
+                best = min((x for x in usable if kinds.get(x).sparse == default.sparse), key=usable.get)
+                timing += f" (within {MARGIN:.0%}: the threshold's choice stays)"
+        return Decision(kinds.get(best).sparse, best, f"{found[1]}: {timing}")

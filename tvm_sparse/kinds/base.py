@@ -166,7 +166,8 @@ def tunable() -> tuple[str, ...]:
 
 def for_layer(layer: LinearLayer, m: int, target: tvm.target.Target) -> KernelKind | None:
     """The kind that runs ``layer`` at ``m`` tokens on ``target``: of those the target can run that support
-    the layer, the highest priority. None: no kernel (dense fp32 stays a Relax matmul, tuned with the rest
-    of the graph)."""
+    the layer, the one measured fastest (``layer.kind``) or else the highest priority. None: no kernel
+    (dense fp32 stays a Relax matmul, tuned with the rest of the graph)."""
     fit = [k for k in _KINDS.values() if k.supports(layer, m) and k.available(target)]
-    return max(fit, key=lambda k: k.priority) if fit else None
+    preferred = [k for k in fit if k.name == layer.kind]
+    return preferred[0] if preferred else max(fit, key=lambda k: k.priority) if fit else None

@@ -35,6 +35,9 @@ class LinearLayer:
     # Q and K) and, for K, the transpose to [N, mp] fp32 that Q @ K^T wants
     out_scale: float = 1.0
     out_transposed: bool = False
+    # the kind measured fastest for this layer's shape and sparsity on the target (graph/policy.py), taken
+    # where it supports the layer as the graph finally lays it out; None: the registry's priority decides
+    kind: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp32"):

@@ -1,5 +1,5 @@
 """The swap: every Linear of the Relax graph becomes ``call_tir`` to a sparse or dense kernel. It runs as
-passes, one file each, in ``PASSES`` order (the last three for int8 only).
+passes, one file each, in ``PASSES`` order (all but the first for int8 only).
 
 Matched (what TVM's ONNX frontend emits for a BERT exported by torch's dynamo exporter):
   ``add(matmul(x, W), b)``            W constant ``[K, N]``, or ``permute_dims(W[N, K])`` (torch frontend)
@@ -23,24 +23,25 @@ from .context import PRECISIONS, LayerChoice, SwapContext
 from .ffn_chain import chain_ffn
 from .fold_layouts import fold_layouts
 from .linears import swap_each_linear
+from .prefer_measured import prefer_measured
 
-PASSES = (swap_each_linear, fuse_attention, chain_ffn, fold_layouts)
+PASSES = (swap_each_linear, fuse_attention, chain_ffn, fold_layouts, prefer_measured)
 
 __all__ = ["PRECISIONS", "LayerChoice", "layer_dicts", "names_from_onnx", "swap_linears"]
 
 
 def swap_linears(mod: tvm.IRModule, precision: str, target: tvm.target.Target,
                  calib: dict[str, ActQuant] | None = None, names: dict[str, str] | None = None,
-                 threshold: float | None = None, database=None
+                 threshold: float | None = None, database=None, choose: str = "auto", log=None
                  ) -> tuple[tvm.IRModule, list[LayerChoice]]:
     """Rewrite every Linear of ``mod["main"]``; returns the new module and one record per layer.
 
     ``names`` maps ``weight_key`` to a readable layer name (``names_from_onnx``), ``calib`` maps it to
     the u8 parameters of the layer's input (required for int8). ``database``: the kernel library's
-    record directory.
+    record directory. ``choose``: how each int8 Linear's kernel is picked (``graph/policy.py``'s modes).
     """
     names = names or {}
-    rw = SwapContext(mod, precision, target, calib, names, threshold, database)
+    rw = SwapContext(mod, precision, target, calib, names, threshold, database, choose, log)
     new_main = mod["main"]
     for swap_pass in PASSES if precision == "int8" else PASSES[:1]:
         new_main = swap_pass(rw, new_main)

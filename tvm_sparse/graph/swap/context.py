@@ -12,10 +12,11 @@ from tvm import relax
 from ...format import bsr4x1
 from ...kernels.sparse_int8 import padded_m
 from ...kinds import LinearLayer
+from ...tune.apply import database_roots
 from ..calibrate import ActQuant, weight_key
 from ..errors import GraphError
-from ..linear import build
-from ..policy import sparse_threshold, use_sparse
+from ..linear import build, kind_of
+from ..policy import KernelPolicy
 
 PRECISIONS = ("int8", "fp32")
 
@@ -32,6 +33,8 @@ class LayerChoice:
     precision: str
     kernel: str  # the PrimFunc's name in the module
     key: str = field(default="", repr=False)  # weight_key: which weight this is
+    why: str = ""  # what decided sparse or dense (graph/policy.py)
+    kind: str = ""  # the kernel kind (kinds/) that runs it
 
 
 def _array(const: relax.Expr) -> np.ndarray:
@@ -49,7 +52,7 @@ def bound_var(var2val: dict, value: relax.Expr):
 class SwapContext:
     def __init__(self, mod: tvm.IRModule, precision: str, target: tvm.target.Target,
                  calib: dict[str, ActQuant] | None, names: dict[str, str], threshold: float | None,
-                 database) -> None:
+                 database, choose: str = "auto", log=None) -> None:
         if precision not in PRECISIONS:
             raise GraphError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "int8" and calib is None:
@@ -57,7 +60,9 @@ class SwapContext:
         self.bb = relax.BlockBuilder(mod)
         self.precision, self.target, self.calib = precision, target, calib or {}
         self.names, self.database = names, database
-        self.threshold = sparse_threshold(target) if threshold is None else threshold
+        self.policy = KernelPolicy(target, choose, threshold, database_roots([database] if database else []),
+                                   log=log)
+        self.threshold = self.policy.threshold
         self.layers: list[LayerChoice] = []
         self.calls: list[tuple[tvm.ir.expr.Constant, LinearLayer, LayerChoice]] = []
         self.attention = 0  # attention cores fused into the int8 kernel
@@ -75,7 +80,11 @@ class SwapContext:
             raise GraphError(f"Linear input {x_shape} does not match its weight [N={n}, K={k}]")
         m = int(np.prod(x_shape[:-1]))
         key = weight_key(w_nk)
-        sparse = use_sparse(w_nk, self.threshold)
+        # the threshold first: the passes after this one give sparse layers the layouts they are fastest in
+        # (chains, the attention kernel's inputs); a Linear left row-major takes what was measured fastest
+        # at the end (prefer_measured.py)
+        decision = self.policy.by_threshold(w_nk)
+        sparse = decision.sparse
         act = self.calib.get(key) if self.precision == "int8" else None
         if self.precision == "int8" and act is None:
             raise GraphError(f"no calibration for the Linear {self.names.get(key, key)}: calibrate this "
@@ -83,6 +92,7 @@ class SwapContext:
         layer = LinearLayer(weight=w_nk, bias=bias, gelu=gelu, precision=self.precision, sparse=sparse,
                             act_scale=act.scale if act else 1.0, act_zero_point=act.zero_point if act else 0)
         choice = self.record(key, w_nk, sparse, gelu)
+        choice.why = decision.reason
         x2 = x if len(x_shape) == 2 else relax.op.reshape(x, (m, k))
         y = self.call(layer, m, x2, choice)
         if y is None:  # the library leaves this one to Relax (dense fp32): MetaSchedule tunes it
@@ -113,6 +123,7 @@ class SwapContext:
         else:
             out = relax.TensorType((n, padded_m(m)) if layer.out_transposed else (m, n), "float32")
         choice.kernel = gv.name_hint
+        choice.kind = kind_of(layer, m, self.target).name
         if layer.precision == "int8" and not layer.in_transposed:
             self.calls.append((args[0], layer, choice))  # its Qin constant identifies the call
         return relax.call_tir(gv, [x2, *args], out)
