@@ -142,3 +142,15 @@ def test_a_row_major_linear_takes_the_measured_kind_and_stays_right(tmp_path):
     vm = relax.VirtualMachine(build(mod, target, None, allow_untuned=True), tvm.cpu())
     got = vm["main"](tvm.runtime.tensor(x)).numpy()
     assert np.abs(got - ref).max() < 0.03 * np.abs(ref).max()
+
+
+def test_tune_choices_refuses_a_corrupt_table_before_measuring(tmp_path, capsys):
+    from tvm_sparse.cli import main
+
+    target = resolve("host", 1)
+    path = choices.path_for(tmp_path, target)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert main(["tune-choices", "--db", str(tmp_path), "--shapes", "64x64", "--sparsities", "0.9"]) == 2
+    assert "not a kernel choices table" in capsys.readouterr().err
+    assert path.read_text() == "{not json"

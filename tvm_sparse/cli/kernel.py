@@ -79,14 +79,19 @@ def _cmd_tune_choices(args: argparse.Namespace) -> int:
         print(f"tune-choices: cannot measure {target.attrs.get('mcpu')} kernels here: {why}", file=sys.stderr)
         return 2
     roots = database_roots([args.db])
-    for k, n in args.shapes:
-        for s in args.sparsities:
-            key = choices.ChoiceKey(args.m, k, n, sparsity_bucket(s))
-            if not args.again and choices.lookup(key, target, [Path(args.db)]):
-                print(f"{key.name}: measured already in {args.db} (--again to measure it anew)")
-                continue
-            times = choices.measure(key, target, roots, log=print)
-            choices.store(args.db, target, key, times)
+    try:
+        choices.read(choices.path_for(args.db, target), target)  # refuse before measuring, not after
+        for k, n in args.shapes:
+            for s in args.sparsities:
+                key = choices.ChoiceKey(args.m, k, n, sparsity_bucket(s))
+                if not args.again and choices.lookup(key, target, [Path(args.db)]):
+                    print(f"{key.name}: measured already in {args.db} (--again to measure it anew)")
+                    continue
+                times = choices.measure(key, target, roots, log=print)
+                choices.store(args.db, target, key, times)
+    except choices.ChoicesError as err:
+        print(f"tune-choices: {err}", file=sys.stderr)
+        return 2
     print(f"kept in {choices.path_for(args.db, target)}")
     return 0
 

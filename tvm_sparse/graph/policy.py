@@ -68,6 +68,7 @@ class KernelPolicy:
         self.roots = roots
         self.log = log or (lambda s: None)
         self._no_measure: str | None = None
+        self._found: dict = {}  # ChoiceKey -> _lookup_or_measure's answer
 
     def _roots(self) -> list[Path]:
         from ..tune.apply import database_roots
@@ -75,9 +76,17 @@ class KernelPolicy:
         return database_roots() if self.roots is None else self.roots
 
     def _times(self, m: int, k: int, n: int, bucket: int) -> tuple[dict[str, float], str] | None:
+        """What was measured for this shape (once per compile: every layer of a shape asks)."""
         from ..tune import choices
 
         key = choices.ChoiceKey(m, k, n, bucket)
+        if key not in self._found:
+            self._found[key] = self._lookup_or_measure(key)
+        return self._found[key]
+
+    def _lookup_or_measure(self, key) -> tuple[dict[str, float], str] | None:
+        from ..tune import choices
+
         found = choices.lookup(key, self.target, self._roots())
         if found:
             return found[0], f"measured ({found[1].parent.name})"
@@ -87,42 +96,42 @@ class KernelPolicy:
             self._no_measure = choices.cannot_measure(self.target) or ""
             if self._no_measure:
                 warnings.warn(f"cannot measure kernel choices here ({self._no_measure}): the threshold "
-                              f"{self.threshold:.2f} decides", stacklevel=3)
+                              f"{self.threshold:.2f} decides", stacklevel=4)
         if self._no_measure:
             return None
         self.log(f"measuring kernel choices for {key.name} ...")
         times = choices.measure(key, self.target, self._roots(), log=self.log)
-        path = choices.store(self._roots()[0], self.target, key, times)
-        return times, f"measured now ({path})"
+        try:
+            return times, f"measured now ({choices.store(self._roots()[0], self.target, key, times)})"
+        except choices.ChoicesError as err:  # a table there that is not ours to overwrite: use, do not keep
+            warnings.warn(f"{err}; this measurement is used but not kept", stacklevel=4)
+            return times, "measured now (not kept)"
 
-    def by_threshold(self, weight_nk: np.ndarray, note: str = "") -> Decision:
-        sparsity = bsr4x1.block_sparsity(weight_nk)
-        sparse = sparsity >= self.threshold
-        return Decision(sparse, None, f"threshold {self.threshold:.2f}{note}")
+    def by_threshold(self, weight_nk: np.ndarray) -> Decision:
+        return Decision(use_sparse(weight_nk, self.threshold), None, f"threshold {self.threshold:.2f}")
 
     def decide(self, weight_nk: np.ndarray, m: int) -> Decision:
         """The kind measured fastest for this Linear (row-major fp32 in and out), else the threshold's
         choice (``kind`` None)."""
         from .. import kinds
 
+        default = self.by_threshold(weight_nk)
         sparsity = bsr4x1.block_sparsity(weight_nk)
         if self.mode == "threshold" or sparsity < MIN_SPARSE:
-            return self.by_threshold(weight_nk)
+            return default
         n, k = weight_nk.shape
         found = self._times(m, k, n, kinds.sparsity_bucket(sparsity))
         # only kinds this target can run count: a table never brings AMX to a CPU without it
         usable = {name: t for name, t in (found[0].items() if found else ())
                   if name in kinds.names() and kinds.get(name).available(self.target)}
-        if not usable or all(kinds.get(x).sparse for x in usable) or not any(kinds.get(x).sparse for x in usable):
-            return self.by_threshold(weight_nk, " (nothing measured for this shape here)" if self.mode != "threshold"
-                                     else "")
+        if len({kinds.get(x).sparse for x in usable}) < 2:  # sparse and dense not both measured
+            return default
         best = min(usable, key=usable.get)
         timing = ", ".join(f"{x} {t:.0f} us" for x, t in sorted(usable.items(), key=lambda kv: kv[1]))
-        default = self.by_threshold(weight_nk)
         if kinds.get(best).sparse != default.sparse:
             # overrule the threshold only by a margin larger than the measurement's noise
-            side = min(t for x, t in usable.items() if kinds.get(x).sparse == default.sparse)
-            if usable[best] > (1.0 - MARGIN) * side:
-                best = min((x for x in usable if kinds.get(x).sparse == default.sparse), key=usable.get)
+            side = min((x for x in usable if kinds.get(x).sparse == default.sparse), key=usable.get)
+            if usable[best] > (1.0 - MARGIN) * usable[side]:
+                best = side
                 timing += f" (within {MARGIN:.0%}: the threshold's choice stays)"
         return Decision(kinds.get(best).sparse, best, f"{found[1]}: {timing}")

@@ -62,7 +62,6 @@ class SwapContext:
         self.names, self.database = names, database
         self.policy = KernelPolicy(target, choose, threshold, database_roots([database] if database else []),
                                    log=log)
-        self.threshold = self.policy.threshold
         self.layers: list[LayerChoice] = []
         self.calls: list[tuple[tvm.ir.expr.Constant, LinearLayer, LayerChoice]] = []
         self.attention = 0  # attention cores fused into the int8 kernel
