@@ -107,3 +107,53 @@ def test_prequantized_qkv_is_the_same_computation(target):
     np.testing.assert_array_equal(outs[1], outs[0])
     with pytest.raises(ValueError, match="transposed only"):
         attention_int8(1, seq, heads, dim, 0.125, mask.shape, prequantized=True)
+
+
+def _has_amx() -> bool:
+    from tvm_sparse.kernels.amx import FEATURES
+    from tvm_sparse.runtime import cpu
+
+    return not cpu.missing(list(FEATURES))
+
+
+@pytest.mark.skipif(not _has_amx(), reason="this CPU has no AMX (amx_tile, amx_int8 in /proc/cpuinfo)")
+@pytest.mark.parametrize("seq,heads,dim,layout", [(128, 2, 64, "u8"), (48, 2, 64, "t"), (32, 3, 32, "rows"),
+                                                  (64, 2, 16, "t")])
+def test_amx_attention_is_the_vnni_kernel_bit_for_bit(seq, heads, dim, layout):
+    """Both matmuls on AMX tiles (the same packed K and V as B tiles, the same arithmetic around them):
+    the VNNI kernel's output exactly, for every input layout, and tdpbusd in the assembly."""
+    from tvm_sparse.runtime.amx import request_permission
+    from tvm_sparse.target import resolve
+
+    request_permission()
+    target = codegen_target(resolve())
+    hd = heads * dim
+    rng = np.random.default_rng(seq + dim)
+    qkv = (rng.standard_normal((seq, 3 * hd)) * 2).astype(np.float32)
+    mask = np.zeros((1, 1, 1, seq), np.float32)
+    mask[..., seq - 5:] = np.finfo(np.float32).min
+    data, extra = (qkv if layout == "rows" else np.ascontiguousarray(qkv.T)), []
+    if layout == "u8":
+        per_head = data.reshape(3, heads, dim, seq)
+        scales = (np.abs(per_head).max(axis=(2, 3)) / np.float32(127)).astype(np.float32)
+        data = (np.round(per_head * (np.float32(1) / scales)[:, :, None, None]) + 128).astype(np.uint8)
+        data, extra = data.reshape(3 * hd, seq), [tvm.runtime.tensor(scales)]
+    outs = []
+    for amx in (False, True):
+        func = attention_int8(1, seq, heads, dim, 0.125, mask.shape, width=3 * hd, offsets=(0, hd, 2 * hd),
+                              transposed=layout != "rows", prequantized=layout == "u8", amx=amx)
+        lib = tvm.tirx.build(func, target=target)
+        t = tvm.runtime.tensor(data)
+        out = tvm.runtime.tensor(np.zeros((seq, hd), np.float32))
+        lib(t, t, t, *extra, tvm.runtime.tensor(mask), out)
+        outs.append(out.numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])
+    assert "tdpbusd" in lib.inspect_source("asm")
+    ref = reference(qkv[:, :hd], qkv[:, hd:2 * hd], qkv[:, 2 * hd:], mask, heads, 0.125)
+    cos = (outs[1] * ref).sum(-1) / np.linalg.norm(outs[1], axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.99
+
+
+def test_amx_attention_refuses_a_head_wider_than_a_tile_row():
+    with pytest.raises(ValueError, match="head_dim <= 64"):
+        attention_int8(1, 32, 2, 128, 1.0, (1, 1, 1, 32), amx=True)

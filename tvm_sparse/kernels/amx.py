@@ -27,14 +27,23 @@ K_STEP = 64  # input channels one tdpbusd consumes
 ACC_M, ACC_N = 2, 2  # accumulator tiles per block: tmm0..3 = C[2 x 2], tmm4..5 = A, tmm6..7 = B
 
 
-def tile_config() -> np.ndarray:
-    """The 64-byte ``ldtilecfg`` operand: palette 1, tiles 0-7 all 16 rows x 64 bytes."""
+def tile_config(shapes: list[tuple[int, int]] | None = None) -> np.ndarray:
+    """The 64-byte ``ldtilecfg`` operand: palette 1, tile ``t`` of ``shapes[t]`` = (rows, bytes per row);
+    by default tiles 0-7 all 16 rows x 64 bytes. Tiles past ``shapes`` stay unconfigured (0 x 0)."""
+    shapes = [(TILE_ROWS, TILE_BYTES)] * 8 if shapes is None else shapes
+    if len(shapes) > 8 or any(not (0 < r <= TILE_ROWS and 0 < c <= TILE_BYTES) for r, c in shapes):
+        raise ValueError(f"AMX has 8 tiles of at most {TILE_ROWS} rows x {TILE_BYTES} bytes, got {shapes}")
     cfg = np.zeros(64, np.uint8)
     cfg[0] = 1
-    for t in range(8):
-        cfg[16 + 2 * t: 18 + 2 * t] = np.frombuffer(np.uint16(TILE_BYTES).tobytes(), np.uint8)
-        cfg[48 + t] = TILE_ROWS
+    for t, (rows, colsb) in enumerate(shapes):
+        cfg[16 + 2 * t: 18 + 2 * t] = np.frombuffer(np.uint16(colsb).tobytes(), np.uint8)
+        cfg[48 + t] = rows
     return cfg
+
+
+def tile_config_words(shapes: list[tuple[int, int]]) -> tuple[int, ...]:
+    """``tile_config(shapes)`` as 8 int64 words: a kernel writes them to a stack buffer as constants."""
+    return tuple(int(w) for w in tile_config(shapes).view(np.int64))
 
 
 def _intrin(name: str, *args):

@@ -30,6 +30,7 @@ from __future__ import annotations
 from tvm import tirx
 from tvm.script import tirx as T
 
+from . import amx as amx_ops
 from .intrin import INTERLEAVE  # 4 rows of 16 bytes -> vpdpbusd's 4-byte groups
 from .signature import keep_params
 from .vector import LANES, fold, pick, reduce_lanes, vpdpbusd
@@ -57,10 +58,15 @@ def supported(seq: int, head_dim: int) -> bool:
     return seq % LANES == 0 and head_dim % LANES == 0
 
 
+def amx_supported(seq: int, head_dim: int) -> bool:
+    """Whether the AMX path takes this shape: Q's D channels fit one tile row (bert-base's 64, MiniLM's 32)."""
+    return supported(seq, head_dim) and head_dim <= amx_ops.K_STEP
+
+
 def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
                    mask_shape: tuple[int, int, int, int], width: int | None = None,
                    offsets: tuple[int, int, int] = (0, 0, 0), transposed: bool = False,
-                   prequantized: bool = False) -> tirx.PrimFunc:
+                   prequantized: bool = False, amx: bool = False) -> tirx.PrimFunc:
     """The fused kernel for ``Q, K, V [batch*seq, heads*head_dim]`` and an additive mask of
     ``mask_shape`` = [batch or 1, 1, seq or 1, seq]; ``scale`` multiplies the scores.
 
@@ -76,7 +82,14 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     QKV projection with calibrated per-head output scales writes: a quarter of the bytes, and no
     pass for the maxima), transposed only; ``scales [3, heads]`` (an extra argument after V) holds
     each head's Q, K and V scale. The rest is the same computation: given the scales the dynamic
-    path would pick, the result is identical."""
+    path would pick, the result is identical.
+
+    ``amx``: both matmuls on AMX tiles (``amx_supported`` shapes), the rest as on VNNI: the same packed K
+    and V are the B tiles, the same arithmetic around them, so the output is the VNNI kernel's, bit for
+    bit. The target must have AMX, and the process the tile permission (``runtime.amx``). Measured slower
+    (``python -m tvm_sparse.bench.attention``: 0.90-0.95x of VNNI at bert-base's and MiniLM's heads, 1 thread):
+    the matmuls are the smaller part of this kernel's time (quantizing, packing and the softmax are the
+    rest), so the graph keeps the VNNI path."""
     if not supported(seq, head_dim):
         raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
@@ -84,6 +97,8 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
         raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
     if prequantized and not transposed:
         raise ValueError("prequantized Q, K, V come as a sparse projection's [width, tokens] output: transposed only")
+    if amx and not amx_supported(seq, head_dim):
+        raise ValueError(f"AMX attention needs head_dim <= {amx_ops.K_STEP} (one tile row of Q), got {head_dim}")
     B, L, H, D = batch, seq, heads, head_dim
     in_dtype = "uint8" if prequantized else "float32"
     W = width or H * D
@@ -97,6 +112,11 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     JB = max(x for x in range(1, 5) if LV % x == 0)  # score vectors per row in registers at once
     DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors per row
     CW = max(x for x in (64, 32, 16) if L % x == 0)  # bytes per copy of prequantized rows
+    KC = CW  # AMX: keys per context step (a P tile's row)
+    # AMX tiles: 0 scores, 1 context (16 x 16 s32); 2 Q (16 tokens x D), 3 K (D/4 x 16 keys x 4);
+    # 4 P (16 rows x KC keys), 5 V (KC/4 x 16 channels x 4)
+    TILE_CFG = amx_ops.tile_config_words([(16, 64), (16, 64), (16, D), (D // 4, 64), (16, KC), (KC // 4, 64)]) \
+        if amx else (0,) * 8
 
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, scales: T.handle, mask: T.handle, o: T.handle) -> None:
@@ -210,53 +230,117 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                         colsum[T.ramp(jv * LANES, 1, LANES)],
                         T.reinterpret(T.broadcast(T.int32(0x01010101), LANES), dtype="uint8x64"),
                         kpw_i8.vload([0, dq, jv * LANES * 4], "int8x64"))
-            for ib in range(L // R):  # R query rows at once: each K and V vector load serves R rows
-                # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
-                for jc in range(LV // JB):  # R x JB accumulators in registers
-                    for r, jb in T.grid(R, JB):
-                        acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
-                    for dq in range(DQ):
+            if amx:
+                # 16 query rows at a time: their scores are L/16 tdpbusd (Q's 16 x D u8 tile against each
+                # 16 keys' packed K tile), their context D/16 x L/KC (16 rows of P against packed V)
+                cfgw = T.decl_buffer((8,), "int64")
+                cfgw[0] = T.int64(TILE_CFG[0])
+                cfgw[1] = T.int64(TILE_CFG[1])
+                cfgw[2] = T.int64(TILE_CFG[2])
+                cfgw[3] = T.int64(TILE_CFG[3])
+                cfgw[4] = T.int64(TILE_CFG[4])
+                cfgw[5] = T.int64(TILE_CFG[5])
+                cfgw[6] = T.int64(TILE_CFG[6])
+                cfgw[7] = T.int64(TILE_CFG[7])
+                T.evaluate(amx_ops.ldtilecfg(T.address_of(cfgw[0])))
+                qrm = T.decl_buffer((L, DQ), "int32")  # transposed: Q back to rows of tokens (A tiles)
+                if transposed:
+                    for i in range(L):  # 4 channels of a token are one word: a word transpose
+                        for dq in T.vectorized(DQ):
+                            qrm[i, dq] = kpw[1, dq, i]
+                sacc = T.decl_buffer((16, L), "int32")
+                oacc = T.decl_buffer((16, D), "int32")
+                row16 = T.decl_buffer((16, L), "float32")
+                p16 = T.decl_buffer((16, L), "uint8")
+                red16 = T.decl_buffer((16,), "float32")
+                for it in range(L // 16):
+                    if transposed:
+                        T.evaluate(amx_ops.tileload(2, T.address_of(qrm[it * 16, 0]), D))
+                    else:
+                        T.evaluate(amx_ops.tileload(2, T.address_of(q8[it * 16, 0]), D))
+                    for jt in range(L // 16):
+                        T.evaluate(amx_ops.tilezero(0))
+                        T.evaluate(amx_ops.tileload(3, T.address_of(kpw[0, 0, jt * 16]), L * 4))
+                        T.evaluate(amx_ops.tdpbusd(0, 2, 3))
+                        T.evaluate(amx_ops.tilestore(0, T.address_of(sacc[0, jt * 16]), L * 4))
+                    for r, c in T.grid(16, LV):  # the same arithmetic as the VNNI path, bit for bit
+                        for ln in T.vectorized(LANES):
+                            row16[r, c * LANES + ln] = T.Cast(
+                                "float32", sacc[r, c * LANES + ln] - 128 * colsum[c * LANES + ln]
+                            ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
+                                b if mb else 0, 0, it * 16 + r if mr else 0, c * LANES + ln]
+                    for r in range(16):
+                        red16[r] = reduce_lanes(fold([row16[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)],
+                                                     T.max), T.max)
+                        for c in range(LV):
+                            for ln in T.vectorized(LANES):
+                                row16[r, c * LANES + ln] = T.round(exp_u8(row16[r, c * LANES + ln] - red16[r]))
+                                p16[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row16[r, c * LANES + ln]))
+                        red16[r] = reduce_lanes(fold([row16[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)],
+                                                     _add), _add)
+                    for dt in range(D // 16):
+                        T.evaluate(amx_ops.tilezero(1))
+                        for kc in range(L // KC):
+                            T.evaluate(amx_ops.tileload(4, T.address_of(p16[0, kc * KC]), L))
+                            T.evaluate(amx_ops.tileload(5, T.address_of(vpw[kc * (KC // 4), dt * 16]), D * 4))
+                            T.evaluate(amx_ops.tdpbusd(1, 4, 5))
+                        T.evaluate(amx_ops.tilestore(1, T.address_of(oacc[0, dt * 16]), D * 4))
+                    for r in range(16):
+                        for d in T.vectorized(D):
+                            Out[b * L + it * 16 + r, h * D + d] = T.Cast("float32", oacc[r, d]) * (
+                                T.float32(1.0) / (sc[2] * red16[r]))
+                T.evaluate(amx_ops.tilerelease())
+            else:
+                for ib in range(L // R):  # R query rows at once: each K and V vector load serves R rows
+                    # scores: s = (q8 . k8 - 128 * colsum) * sq * sk * scale + mask
+                    for jc in range(LV // JB):  # R x JB accumulators in registers
+                        for r, jb in T.grid(R, JB):
+                            acc[r * JB + jb, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                        for dq in range(DQ):
+                            for r in T.unroll(R):
+                                for jb in T.unroll(JB):
+                                    acc[r * JB + jb, T.ramp(0, 1, LANES)] = vpdpbusd(
+                                        acc[r * JB + jb, T.ramp(0, 1, LANES)],
+                                        T.reinterpret(T.broadcast(pick(transposed, kpw[1, dq, ib * R + r],
+                                                                        q8w[ib * R + r, dq]), LANES), dtype="uint8x64"),
+                                        kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"))
                         for r in T.unroll(R):
                             for jb in T.unroll(JB):
-                                acc[r * JB + jb, T.ramp(0, 1, LANES)] = vpdpbusd(
-                                    acc[r * JB + jb, T.ramp(0, 1, LANES)],
-                                    T.reinterpret(T.broadcast(pick(transposed, kpw[1, dq, ib * R + r],
-                                                                    q8w[ib * R + r, dq]), LANES), dtype="uint8x64"),
-                                    kpw_i8.vload([0, dq, (jc * JB + jb) * LANES * 4], "int8x64"))
+                                for ln in T.vectorized(LANES):
+                                    row[r, (jc * JB + jb) * LANES + ln] = T.Cast(
+                                        "float32", acc[r * JB + jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
+                                    ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
+                                        b if mb else 0, 0, ib * R + r if mr else 0, (jc * JB + jb) * LANES + ln]
+                    # softmax numerators, quantized against each row's maximum (R independent chains)
                     for r in T.unroll(R):
-                        for jb in T.unroll(JB):
+                        red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max),
+                                              T.max)
+                    for r in T.unroll(R):
+                        for c in range(LV):  # 16 lanes: a 128-lane exp is legalized through scalar inserts
                             for ln in T.vectorized(LANES):
-                                row[r, (jc * JB + jb) * LANES + ln] = T.Cast(
-                                    "float32", acc[r * JB + jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
-                                ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
-                                    b if mb else 0, 0, ib * R + r if mr else 0, (jc * JB + jb) * LANES + ln]
-                # softmax numerators, quantized against each row's maximum (R independent chains)
-                for r in T.unroll(R):
-                    red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
-                for r in T.unroll(R):
-                    for c in range(LV):  # 16 lanes: a 128-lane exp is legalized through scalar inserts
-                        for ln in T.vectorized(LANES):
-                            row[r, c * LANES + ln] = T.round(exp_u8(row[r, c * LANES + ln] - red[r]))
-                            p8[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row[r, c * LANES + ln]))
-                for r in T.unroll(R):
-                    red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
-                # context: o = (p8 . v8) * sv / sum(p8)
-                for dc in range(DV // DB):  # R x DB channel vectors at once
-                    for r, db in T.grid(R, DB):
-                        acc[r * DB + db, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
-                    for jq in range(LQ):
+                                row[r, c * LANES + ln] = T.round(exp_u8(row[r, c * LANES + ln] - red[r]))
+                                p8[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row[r, c * LANES + ln]))
+                    for r in T.unroll(R):
+                        red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add),
+                                              _add)
+                    # context: o = (p8 . v8) * sv / sum(p8)
+                    for dc in range(DV // DB):  # R x DB channel vectors at once
+                        for r, db in T.grid(R, DB):
+                            acc[r * DB + db, T.ramp(0, 1, LANES)] = T.broadcast(T.int32(0), LANES)
+                        for jq in range(LQ):
+                            for r in T.unroll(R):
+                                for db in T.unroll(DB):
+                                    acc[r * DB + db, T.ramp(0, 1, LANES)] = vpdpbusd(
+                                        acc[r * DB + db, T.ramp(0, 1, LANES)],
+                                        T.reinterpret(T.broadcast(
+                                            T.reinterpret(p8[r, T.ramp(jq * 4, 1, 4)], dtype="int32"), LANES),
+                                            dtype="uint8x64"),
+                                        vp.vload([jq, (dc * DB + db) * LANES * 4], "int8x64"))
                         for r in T.unroll(R):
                             for db in T.unroll(DB):
-                                acc[r * DB + db, T.ramp(0, 1, LANES)] = vpdpbusd(
-                                    acc[r * DB + db, T.ramp(0, 1, LANES)],
-                                    T.reinterpret(T.broadcast(T.reinterpret(p8[r, T.ramp(jq * 4, 1, 4)], dtype="int32"),
-                                                              LANES), dtype="uint8x64"),
-                                    vp.vload([jq, (dc * DB + db) * LANES * 4], "int8x64"))
-                    for r in T.unroll(R):
-                        for db in T.unroll(DB):
-                            for ln in T.vectorized(LANES):
-                                Out[b * L + ib * R + r, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
-                                    "float32", acc[r * DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[r]))
+                                for ln in T.vectorized(LANES):
+                                    Out[b * L + ib * R + r, h * D + (dc * DB + db) * LANES + ln] = T.Cast(
+                                        "float32", acc[r * DB + db, ln]) * (T.float32(1.0) / (sc[2] * red[r]))
 
     names = ["Q", "K", "V"] + (["Scales"] if prequantized else []) + ["Mask", "Out"]
     return keep_params(func, names).with_attr("global_symbol", "main")
