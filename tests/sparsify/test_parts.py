@@ -122,6 +122,22 @@ def test_sparsify_is_a_tvm_sparse_subcommand(capsys):
         build_parser().parse_args(["sparsify", "--help"])
     assert exc.value.code == 0 and "Example" in capsys.readouterr().out
     args = build_parser().parse_args(["sparsify", "m", "-o", "o", "--sparsity", "0.9", "--text", "t.txt"])
-    assert (args.model, args.output, args.sparsity, args.text, args.steps) == ("m", "o", 0.9, "t.txt", 3000)
+    assert (args.model, args.output, args.sparsity, args.text) == ("m", "o", 0.9, "t.txt")
     for cmd in ("prune", "compile"):
         assert build_parser().parse_args([cmd, "m", "-o", "o", "--fidelity-text", "f"]).fidelity_text == "f"
+
+
+def test_the_command_line_runs_the_recipe_in_config():
+    """Every setting left out on the command line is Config's default (one home for the recipe)."""
+    from tvm_sparse.cli import build_parser
+    from tvm_sparse.sparsify import cli as sparsify_cli
+    from tvm_sparse.sparsify.config import Config
+
+    args = build_parser().parse_args(["sparsify", "m", "-o", "o"])
+    built = sparsify_cli.config_from_args(args, ["a sentence"], "src")
+    expected = Config(teacher="m", text_digest=built.text_digest, text_source="src")
+    assert built.identity() == expected.identity()
+    assert built.train_embeddings and built.attention_weight > 0 and built.lr == 1e-3
+    off = build_parser().parse_args(["sparsify", "m", "-o", "o", "--no-train-embeddings", "--attention-weight", "0"])
+    off_cfg = sparsify_cli.config_from_args(off, ["a sentence"], "src")
+    assert not off_cfg.train_embeddings and off_cfg.attention_weight == 0.0

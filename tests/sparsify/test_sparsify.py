@@ -19,8 +19,11 @@ SPARSITY = 0.75
 
 
 def config(model_dir, **kw) -> distill.Config:
+    # frozen embeddings, no attention KL: the tiny random model's run is about pruning and distillation;
+    # the defaults' two extras have their own test (test_attention_distillation_and_trained_embeddings_run)
     base = dict(teacher=str(model_dir), sparsity=SPARSITY, steps=40, batch=8, lr=3e-3, mask_every=2,
-                max_len=16, checkpoint_every=10, threads=1, bf16=False)
+                max_len=16, checkpoint_every=10, threads=1, bf16=False, train_embeddings=False,
+                attention_weight=0.0)
     return distill.Config(**{**base, **kw})
 
 

@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from .config import Config, default
+
 HELP = "4x1 sparsification that keeps accuracy: gradual pruning + distillation from the dense model"
 DESCRIPTION = (
     "Prunes every encoder Linear of a Hugging Face BERT-like model to 4x1 blocks gradually (cubic schedule, "
@@ -19,7 +21,7 @@ DESCRIPTION = (
     "directory that 'tvm-sparse compile OUT_DIR' takes as it is, with sparsify.json (sparsity, fidelity to "
     "the dense model on held-out sentences). Progress and ETA go to stderr; a checkpoint every "
     "--checkpoint-every steps, --resume continues it. Needs the export extra (torch, transformers). "
-    "Example: tvm-sparse sparsify MiniLM_DIR -o minilm80 --sparsity 0.8 --steps 3000")
+    "Example: tvm-sparse sparsify MiniLM_DIR -o minilm80 --sparsity 0.8")
 
 
 def _positive(text: str) -> int:
@@ -33,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="Hugging Face model directory of the dense model (the teacher); never written to")
     p.add_argument("-o", "--output", required=True,
                    help="directory to write (new or empty; or this run's checkpoint with --resume)")
-    p.add_argument("--sparsity", type=float, default=0.8, help="fraction of 4x1 blocks to zero per Linear (0.8)")
+    p.add_argument("--sparsity", type=float, default=default("sparsity"),
+                   help="fraction of 4x1 blocks to zero per Linear (%(default)s)")
     p.add_argument("--text", default=None,
                    help="training text, one sentence per line (default: the built-in text's training split, "
                         "see tvm_sparse/sparsify/corpus.py)")
@@ -41,31 +44,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sentences to measure fidelity on, one per line; keep them out of --text (default: the "
                         "built-in held-out split, never trained on)")
     p.add_argument("--eval-sentences", type=_positive, default=512, help="how many evaluation sentences (512)")
-    p.add_argument("--steps", type=_positive, default=3000,
-                   help="optimizer steps (3000: ~35 min for all-MiniLM-L6-v2 on 2 Zen 5 cores with bf16)")
-    p.add_argument("--batch", type=_positive, default=32, help="sentences per step (32)")
-    p.add_argument("--lr", type=float, default=2e-4, help="AdamW peak learning rate (2e-4)")
-    p.add_argument("--prune-fraction", type=float, default=0.7,
-                   help="fraction of the steps over which sparsity rises (0.7); the rest fine-tunes")
-    p.add_argument("--embedding-weight", type=float, default=1.0,
-                   help="weight of the pooled embedding's 1 - cosine in the loss (1.0); the hidden states weigh 1")
-    p.add_argument("--hidden-weight", type=float, default=1.0,
-                   help="weight of every layer's hidden states (relative MSE) in the loss (1.0)")
-    p.add_argument("--attention-weight", type=float, default=0.0,
-                   help="weight of the KL of every layer's attention distributions to the teacher's (0: off; "
-                        "on, attention runs its slower eager implementation)")
+    p.add_argument("--steps", type=_positive, default=default("steps"),
+                   help="optimizer steps (%(default)s: ~45 min for all-MiniLM-L6-v2 on one core of a Sapphire "
+                        "Rapids Xeon with bf16)")
+    p.add_argument("--batch", type=_positive, default=default("batch"), help="sentences per step (%(default)s)")
+    p.add_argument("--lr", type=float, default=default("lr"),
+                   help="AdamW peak learning rate (%(default)s; the setting that matters most, see config.py)")
+    p.add_argument("--prune-fraction", type=float, default=default("prune_fraction"),
+                   help="fraction of the steps over which sparsity rises (%(default)s); the rest fine-tunes")
+    p.add_argument("--embedding-weight", type=float, default=default("embedding_weight"),
+                   help="weight of the pooled embedding's 1 - cosine in the loss (%(default)s)")
+    p.add_argument("--hidden-weight", type=float, default=default("hidden_weight"),
+                   help="weight of every layer's hidden states (relative MSE) in the loss (%(default)s)")
+    p.add_argument("--attention-weight", type=float, default=default("attention_weight"),
+                   help="weight of the KL of every layer's attention distributions to the teacher's "
+                        "(%(default)s; 0 turns it off and lets attention run its faster fused implementation)")
     p.add_argument("--attention-sparsity", type=float, default=None,
                    help="prune the attention Linears (Q, K, V, output) to this level and the FFN's to whatever keeps "
                         "the encoder's Linears as a whole at --sparsity (default: every Linear at --sparsity)")
-    p.add_argument("--train-embeddings", action="store_true",
-                   help="let distillation adjust the (never pruned) embeddings too (more memory and time)")
-    p.add_argument("--mask-every", type=_positive, default=10, help="recompute the block masks every N steps (10)")
-    p.add_argument("--max-len", type=_positive, default=64, help="truncate training sentences to N tokens (64)")
+    p.add_argument("--train-embeddings", action=argparse.BooleanOptionalAction, default=default("train_embeddings"),
+                   help="let distillation adjust the (never pruned) embeddings too (default: on; off saves their "
+                        "optimizer state and gradients)")
+    p.add_argument("--mask-every", type=_positive, default=default("mask_every"),
+                   help="recompute the block masks every N steps (%(default)s)")
+    p.add_argument("--max-len", type=_positive, default=default("max_len"),
+                   help="truncate training sentences to N tokens (%(default)s)")
     p.add_argument("--score", choices=["activation", "magnitude"], default="activation",
                    help="rank 4x1 blocks by L2 norm x input channel RMS (activation, default: keeps the channels "
                         "MiniLM's outlier features flow through) or by L2 norm alone (magnitude)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=_positive, default=100, help="checkpoint every N steps (100)")
+    p.add_argument("--checkpoint-every", type=_positive, default=default("checkpoint_every"),
+                   help="checkpoint every N steps (%(default)s)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in OUT_DIR (same arguments)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared 2-core machine 2 threads ran 5x slower than 1, "
@@ -82,6 +91,22 @@ def _cpu_has_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def config_from_args(args: argparse.Namespace, train: list[str], source: str) -> Config:
+    """The run the command line asks for: every setting not given is ``Config``'s default."""
+    from . import corpus
+
+    return Config(
+        teacher=str(Path(args.model)), sparsity=args.sparsity, steps=args.steps, batch=args.batch, lr=args.lr,
+        prune_fraction=args.prune_fraction, hidden_weight=args.hidden_weight,
+        embedding_weight=args.embedding_weight, attention_weight=args.attention_weight,
+        attention_sparsity=args.attention_sparsity, train_embeddings=args.train_embeddings,
+        mask_every=args.mask_every,
+        activation_aware=args.score == "activation", max_len=args.max_len, seed=args.seed,
+        text_digest=corpus.text_digest(train), text_source=source, checkpoint_every=args.checkpoint_every,
+        threads=args.threads, device=args.device,
+        bf16=not args.fp32 and (args.device != "cpu" or _cpu_has_bf16()))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,16 +132,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             held = [s for s in corpus.builtin("heldout") if s not in set(train)]
         held = held[: args.eval_sentences]
-        cfg = distill.Config(
-            teacher=str(Path(args.model)), sparsity=args.sparsity, steps=args.steps, batch=args.batch, lr=args.lr,
-            prune_fraction=args.prune_fraction, hidden_weight=args.hidden_weight,
-            embedding_weight=args.embedding_weight, attention_weight=args.attention_weight,
-            attention_sparsity=args.attention_sparsity, train_embeddings=args.train_embeddings,
-            mask_every=args.mask_every,
-            activation_aware=args.score == "activation", max_len=args.max_len, seed=args.seed,
-            text_digest=corpus.text_digest(train), text_source=source, checkpoint_every=args.checkpoint_every,
-            threads=args.threads, device=args.device,
-            bf16=not args.fp32 and (args.device != "cpu" or _cpu_has_bf16()))
+        cfg = config_from_args(args, train, source)
         summary = distill.sparsify(cfg, train, args.output, eval_text=held, resume=args.resume)
     except (SparsifyError, MissingExtraError) as err:
         print(f"tvm-sparse sparsify: error: {err}", file=sys.stderr)

@@ -7,9 +7,9 @@ the 4x1 masks are recomputed at the sparsity the cubic schedule gives; after eve
 mask is applied again, so the model is exactly as sparse as its masks at all times. The last part of
 the run (``1 - prune_fraction`` of the steps) fine-tunes at the final sparsity with the mask fixed.
 
-Memory stays bounded: the teacher, the student, AdamW's two moments for the encoder only (the
-embeddings are frozen: they are not pruned and their gradients would be most of the work), and one
-batch of short sentences. For all-MiniLM-L6-v2 that is well under 2 GiB.
+Memory stays bounded: the teacher, the student, AdamW's two moments (the encoder's, and the embeddings'
+unless ``train_embeddings`` is off), and one batch of short sentences. For all-MiniLM-L6-v2 that is well
+under 2 GiB. The recipe's defaults, and the measurements that chose them, are in ``config.py``.
 
 Checkpoints (every ``checkpoint_every`` steps, atomically) hold the student, the optimizer, the masks,
 the step and every RNG; ``resume=True`` continues one, after checking it is the same run.
@@ -17,82 +17,22 @@ the step and every RNG; ``resume=True`` continues one, after checking it is the 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import fidelity, masks, output, schedule
+from .config import Config, validate
 from .deps import SparsifyError, require
 
 CHECKPOINT = "checkpoint"
 STATE = "state.pt"
-
-
-@dataclass
-class Config:
-    """One sparsify run. Every field but the bookkeeping ones must match for a resume."""
-
-    teacher: str
-    sparsity: float = 0.8
-    steps: int = 1000
-    batch: int = 32
-    lr: float = 1e-4
-    warmup_fraction: float = 0.05
-    prune_fraction: float = 0.7  # pruning ends here; the rest fine-tunes at the final sparsity
-    mask_every: int = 10
-    activation_aware: bool = True  # rank blocks by |W| x input RMS (masks.Pruner), not |W| alone
-    max_len: int = 64
-    hidden_weight: float = 1.0
-    embedding_weight: float = 1.0
-    attention_weight: float = 0.0  # KL of every layer's attention distributions to the teacher's (MiniLM's)
-    attention_sparsity: float | None = None  # None: every Linear at `sparsity`; else see masks.split_sparsity
-    train_embeddings: bool = False
-    seed: int = 0
-    text_digest: str = ""
-    text_source: str = ""
-    # not part of the run's identity
-    checkpoint_every: int = field(default=100, metadata={"bookkeeping": True})
-    threads: int = field(default=0, metadata={"bookkeeping": True})
-    # bf16 autocast: matmuls in bf16, weights and AdamW in fp32. 4x faster on a CPU with AVX512-BF16
-    # (Zen 4/5, Sapphire Rapids: 0.6 against 2.4 s per MiniLM step of 32 sentences, 2 cores)
-    bf16: bool = field(default=True, metadata={"bookkeeping": True})
-    device: str = field(default="cpu", metadata={"bookkeeping": True})
-
-    def identity(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("bookkeeping")}
-
-    @property
-    def prune_end(self) -> int:
-        return max(1, int(round(self.prune_fraction * self.steps)))
-
-    @property
-    def warmup(self) -> int:
-        return max(1, int(round(self.warmup_fraction * self.steps)))
-
-
-def validate(cfg: Config) -> None:
-    if not 0.0 <= cfg.sparsity < 1.0:
-        raise SparsifyError(f"--sparsity must be within [0, 1), got {cfg.sparsity}")
-    for name in ("steps", "batch", "mask_every", "max_len", "checkpoint_every"):
-        if getattr(cfg, name) < 1:
-            raise SparsifyError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    for name in ("hidden_weight", "embedding_weight", "attention_weight"):
-        if getattr(cfg, name) < 0:
-            raise SparsifyError(f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}")
-    if cfg.attention_sparsity is not None and not 0.0 <= cfg.attention_sparsity < 1.0:
-        raise SparsifyError(f"--attention-sparsity must be within [0, 1), got {cfg.attention_sparsity}")
-    if not 0.0 < cfg.prune_fraction <= 1.0:
-        raise SparsifyError(f"prune fraction must be within (0, 1], got {cfg.prune_fraction}")
-    if cfg.lr <= 0:
-        raise SparsifyError(f"--lr must be positive, got {cfg.lr}")
 
 
 class Batches:
