@@ -205,3 +205,44 @@ def test_dense_linears_run_on_amx_where_the_cpu_has_it(tiny_onnx, tmp_path):
     ref = ort_reference(static, 1, SEQ, feeds).reshape(SEQ, -1)
     cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() >= 0.99
+
+
+def test_attention_runs_on_amx_from_64_tokens(tiny_pruned, tmp_path):
+    """On an AMX target the attention kernel takes its AMX path where it measured faster (64 tokens and up;
+    bert-tiny's heads are 64 wide) and stays on VNNI below; the library still matches onnxruntime fp32."""
+    import re
+
+    import tvm_sparse
+    from tvm_sparse.kernels.amx import FEATURES
+    from tvm_sparse.runtime import cpu
+
+    if cpu.missing(list(FEATURES)):
+        pytest.skip("this CPU has no AMX (amx_tile, amx_int8 in /proc/cpuinfo)")
+    seq = 64
+    rng = np.random.default_rng(0)
+
+    def feeds(seed):
+        r = np.random.default_rng(seed)
+        mask = np.ones((1, seq), np.int64)
+        mask[:, seq - 9:] = 0
+        return {"input_ids": r.integers(0, 1000, (1, seq)), "attention_mask": mask,
+                "token_type_ids": r.integers(0, 2, (1, seq))}
+
+    static = importer.static_model(tiny_pruned, 1, seq)
+    calib = calibrate.calibrate(static, [feeds(s) for s in range(4)])
+    mod, _ = importer.to_relax(static, 1, seq)
+    names = re.findall(r"attention_int8_\w+", rewrite.swap_linears(mod, "int8", resolve(), calib=calib)[0].script())
+    assert names and all(n.endswith("_amx") for n in names)
+    short = importer.static_model(tiny_pruned, 1, SEQ)
+    short_calib = calibrate.calibrate(short, [tiny_feeds(s) for s in range(2)])
+    text = rewrite.swap_linears(importer.to_relax(short, 1, SEQ)[0], "int8", resolve(), calib=short_calib)[0].script()
+    assert re.findall(r"attention_int8_\w+", text) and not re.findall(r"attention_int8_\w+_amx", text)
+    out = tmp_path / "attn_amx.so"
+    compile_model(importer.load_onnx(tiny_pruned), out,
+                  CompileOptions(batch=1, seq_len=seq, precision="int8", calibration=calib,
+                                 work_dir=tmp_path / "db", **UNTUNED), log=lambda *_: None)
+    f = feeds(int(rng.integers(10, 100)))
+    got = tvm_sparse.load(out)(**f).reshape(seq, -1)
+    ref = ort_reference(static, 1, seq, f).reshape(seq, -1)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.99

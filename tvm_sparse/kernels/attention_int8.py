@@ -63,6 +63,16 @@ def amx_supported(seq: int, head_dim: int) -> bool:
     return supported(seq, head_dim) and head_dim <= amx_ops.K_STEP
 
 
+AMX_MIN_SEQ = 64  # measured: below it the tile set-up per head costs more than the matmuls save
+
+
+def amx_wins(seq: int, head_dim: int) -> bool:
+    """Whether the AMX path is the faster one (``python -m tvm_sparse.bench.attention``, 1 thread, Sapphire
+    Rapids-class Xeon, 12 heads, u8 layout: 1.22x at 128 tokens x 64 channels, 1.15x at 128 x 32, 1.09-1.14x
+    at 64 and 256 tokens; 0.81-0.90x at 32 and 48 tokens)."""
+    return amx_supported(seq, head_dim) and seq >= AMX_MIN_SEQ
+
+
 def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float,
                    mask_shape: tuple[int, int, int, int], width: int | None = None,
                    offsets: tuple[int, int, int] = (0, 0, 0), transposed: bool = False,
@@ -86,10 +96,9 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
 
     ``amx``: both matmuls on AMX tiles (``amx_supported`` shapes), the rest as on VNNI: the same packed K
     and V are the B tiles, the same arithmetic around them, so the output is the VNNI kernel's, bit for
-    bit. The target must have AMX, and the process the tile permission (``runtime.amx``). Measured slower
-    (``python -m tvm_sparse.bench.attention``: 0.90-0.95x of VNNI at bert-base's and MiniLM's heads, 1 thread):
-    the matmuls are the smaller part of this kernel's time (quantizing, packing and the softmax are the
-    rest), so the graph keeps the VNNI path."""
+    bit. The target must have AMX, and the process the tile permission (``runtime.amx``). The matmuls are
+    the smaller part of this kernel's time (quantizing, packing and the softmax are the rest), so the gain is
+    modest, and only from 64 tokens up (``amx_wins``)."""
     if not supported(seq, head_dim):
         raise ValueError(f"int8 attention needs seq and head_dim divisible by {LANES}, got {seq}, {head_dim}")
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
@@ -113,10 +122,10 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     DB = max(x for x in range(1, 5) if DV % x == 0)  # context vectors per row
     CW = max(x for x in (64, 32, 16) if L % x == 0)  # bytes per copy of prequantized rows
     KC = CW  # AMX: keys per context step (a P tile's row)
-    # AMX tiles: 0 scores, 1 context (16 x 16 s32); 2 Q (16 tokens x D), 3 K (D/4 x 16 keys x 4);
+    # AMX tiles: 0, 1 scores or context (16 x 16 s32); 2 Q (16 tokens x D), 3 and 6 K (D/4 x 16 keys x 4);
     # 4 P (16 rows x KC keys), 5 V (KC/4 x 16 channels x 4)
-    TILE_CFG = amx_ops.tile_config_words([(16, 64), (16, 64), (16, D), (D // 4, 64), (16, KC), (KC // 4, 64)]) \
-        if amx else (0,) * 8
+    TILE_CFG = amx_ops.tile_config_words([(16, 64), (16, 64), (16, D), (D // 4, 64), (16, KC), (KC // 4, 64),
+                                          (D // 4, 64)]) if amx else (0,) * 8
 
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, scales: T.handle, mask: T.handle, o: T.handle) -> None:
@@ -258,26 +267,40 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                         T.evaluate(amx_ops.tileload(2, T.address_of(qrm[it * 16, 0]), D))
                     else:
                         T.evaluate(amx_ops.tileload(2, T.address_of(q8[it * 16, 0]), D))
-                    for jt in range(L // 16):
+                    for jp in range(L // 32):  # two key tiles at a time: one's store overlaps the other's product
                         T.evaluate(amx_ops.tilezero(0))
-                        T.evaluate(amx_ops.tileload(3, T.address_of(kpw[0, 0, jt * 16]), L * 4))
+                        T.evaluate(amx_ops.tilezero(1))
+                        T.evaluate(amx_ops.tileload(3, T.address_of(kpw[0, 0, jp * 32]), L * 4))
                         T.evaluate(amx_ops.tdpbusd(0, 2, 3))
-                        T.evaluate(amx_ops.tilestore(0, T.address_of(sacc[0, jt * 16]), L * 4))
+                        T.evaluate(amx_ops.tileload(6, T.address_of(kpw[0, 0, jp * 32 + 16]), L * 4))
+                        T.evaluate(amx_ops.tdpbusd(1, 2, 6))
+                        T.evaluate(amx_ops.tilestore(0, T.address_of(sacc[0, jp * 32]), L * 4))
+                        T.evaluate(amx_ops.tilestore(1, T.address_of(sacc[0, jp * 32 + 16]), L * 4))
+                    if L % 32 != 0:
+                        T.evaluate(amx_ops.tilezero(0))
+                        T.evaluate(amx_ops.tileload(3, T.address_of(kpw[0, 0, L - 16]), L * 4))
+                        T.evaluate(amx_ops.tdpbusd(0, 2, 3))
+                        T.evaluate(amx_ops.tilestore(0, T.address_of(sacc[0, L - 16]), L * 4))
                     for r, c in T.grid(16, LV):  # the same arithmetic as the VNNI path, bit for bit
                         for ln in T.vectorized(LANES):
                             row16[r, c * LANES + ln] = T.Cast(
                                 "float32", sacc[r, c * LANES + ln] - 128 * colsum[c * LANES + ln]
                             ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
                                 b if mb else 0, 0, it * 16 + r if mr else 0, c * LANES + ln]
-                    for r in range(16):
-                        red16[r] = reduce_lanes(fold([row16[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)],
-                                                     T.max), T.max)
-                        for c in range(LV):
-                            for ln in T.vectorized(LANES):
-                                row16[r, c * LANES + ln] = T.round(exp_u8(row16[r, c * LANES + ln] - red16[r]))
-                                p16[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row16[r, c * LANES + ln]))
-                        red16[r] = reduce_lanes(fold([row16[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)],
-                                                     _add), _add)
+                    for rg in range(16 // R):  # R rows at a time, unrolled: R independent reduction chains
+                        for r in T.unroll(R):
+                            red16[rg * R + r] = reduce_lanes(fold(
+                                [row16[rg * R + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
+                        for r in T.unroll(R):
+                            for c in range(LV):
+                                for ln in T.vectorized(LANES):
+                                    row16[rg * R + r, c * LANES + ln] = T.round(exp_u8(
+                                        row16[rg * R + r, c * LANES + ln] - red16[rg * R + r]))
+                                    p16[rg * R + r, c * LANES + ln] = T.Cast(
+                                        "uint8", T.Cast("int32", row16[rg * R + r, c * LANES + ln]))
+                        for r in T.unroll(R):
+                            red16[rg * R + r] = reduce_lanes(fold(
+                                [row16[rg * R + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
                     for dt in range(D // 16):
                         T.evaluate(amx_ops.tilezero(1))
                         for kc in range(L // KC):

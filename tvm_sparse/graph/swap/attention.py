@@ -9,6 +9,7 @@ from tvm import relax
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 from ...kernels import attention_int8
+from ...kernels.amx import targets_amx
 from ...kernels.sparse_int8 import padded_m
 from .context import SwapContext, _shape
 from .layout import layout_source
@@ -16,7 +17,8 @@ from .layout import layout_source
 
 def fuse_attention(ctx: SwapContext, func: relax.Function) -> relax.Function:
     """BERT's attention core (head split, ``Q @ K^T`` x scale + mask, softmax, ``P @ V``, head merge)
-    -> one call of the int8 VNNI attention kernel on the 2-D Q, K, V the Linears produce."""
+    -> one call of the int8 attention kernel on the 2-D Q, K, V the Linears produce; its two matmuls on AMX
+    where the target has it and that is measured faster (``attention_int8.amx_wins``)."""
     var2val = relax.analysis.get_var2val(func)
     qk = is_op("relax.matmul")(wildcard(), wildcard())
     mask = wildcard()
@@ -39,15 +41,16 @@ def fuse_attention(ctx: SwapContext, func: relax.Function) -> relax.Function:
             return expr
         qkv, qkv_transposed, scales = _fuse_qkv(ctx, [q, k, v], var2val, h) or (None, False, None)
         width, offsets = (3 * h * d, (0, h * d, 2 * h * d)) if qkv is not None else (None, (0, 0, 0))
+        amx = targets_amx(ctx.target) and attention_int8.amx_wins(seq, d)
         try:
             kernel = attention_int8.attention_int8(b, seq, h, d, q_scale * k_scale, tuple(mask_shape),
                                                    width, offsets, transposed=qkv_transposed,
-                                                   prequantized=scales is not None)
+                                                   prequantized=scales is not None, amx=amx)
         except ValueError:
             return expr
         kernel = kernel.with_attr("op_pattern", 8).with_attr("tirx.is_scheduled", True)
         layout = ("_qkv" if qkv is not None else "") + ("_t" if qkv_transposed else "")
-        layout += "_u8" if scales is not None else ""
+        layout += ("_u8" if scales is not None else "") + ("_amx" if amx else "")
         name = f"attention_int8_b{b}_l{seq}_h{h}_d{d}{layout}"
         gv = ctx.bb.add_func(kernel.with_attr("global_symbol", name), name)
         flat = [qkv] * 3 if qkv is not None else [relax.op.reshape(x, (b * seq, h * d)) for x in (q, k, v)]
