@@ -23,8 +23,7 @@ import tvm
 
 from .. import pipeline
 from ..kernels.attention_int8 import amx_supported, attention_int8, reference
-from .kernel import _time_us
-from .sparse_amx import _cpu_us
+from .kernel import time_alternately
 
 SHAPES = ((128, 12, 64), (128, 12, 32), (64, 12, 64))
 LAYOUTS = ("rows", "t", "u8")
@@ -66,16 +65,8 @@ def bench_one(seq: int, heads: int, dim: int, layout: str, target, rounds: int =
         lib(*args)
         runs[name], outs[name] = (lib, args), args[-1].numpy()
     cos = (outs["amx"] * ref).sum(-1) / np.linalg.norm(outs["amx"], axis=-1) / np.linalg.norm(ref, axis=-1)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, (lib, args) in runs.items():
-            times[name].append(_time_us(lib, args))
-            if threads == 1:
-                cpu[name].append(_cpu_us(lib, args))
-    best = {name: min(v) for name, v in times.items()}
-    return {"seq": seq, "heads": heads, "dim": dim, "layout": layout, "us": best,
-            "cpu_us": {name: min(v) for name, v in cpu.items() if v},
+    best, best_cpu = time_alternately(runs, rounds, threads)
+    return {"seq": seq, "heads": heads, "dim": dim, "layout": layout, "us": best, "cpu_us": best_cpu,
             "identical": bool(np.array_equal(outs["amx"], outs["vnni"])), "min_cosine_to_fp32": float(cos.min()),
             "amx_speedup": best["vnni"] / best["amx"]}
 

@@ -73,6 +73,34 @@ def _time_us(lib: tvm.runtime.Module, args: list) -> float:
     return float(np.median(ev(*args).results)) * 1e6
 
 
+def _cpu_us(lib, args, seconds: float = 0.05) -> float:
+    """Thread CPU time per call (1 thread: the work runs on the calling thread). Time the process was
+    descheduled does not count, so on a machine other processes share it is far steadier than the
+    wall clock."""
+    t0 = time.thread_time_ns()
+    lib(*args)
+    one = max(time.thread_time_ns() - t0, 1)
+    n = max(5, int(seconds * 1e9 / one))
+    t0 = time.thread_time_ns()
+    for _ in range(n):
+        lib(*args)
+    return (time.thread_time_ns() - t0) / n / 1e3
+
+
+def time_alternately(runs: dict[str, tuple], rounds: int, threads: int = 1) -> tuple[dict, dict]:
+    """Each ``(lib, args)`` of ``runs`` timed in turn, ``rounds`` times, keeping each one's best: ratios from
+    the same minutes on a noisy machine. Returns the best wall-clock us per name and, on 1 thread, the best
+    thread CPU us (empty otherwise)."""
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, (lib, args) in runs.items():
+            wall[name].append(_time_us(lib, args))
+            if threads == 1:
+                cpu[name].append(_cpu_us(lib, args))
+    return {n: min(v) for n, v in wall.items()}, {n: min(v) for n, v in cpu.items() if v}
+
+
 def _run(func, key, target, arrays, roots):
     sched, source = schedule(func, key, target, roots)
     lib = pipeline.build(sched, target)

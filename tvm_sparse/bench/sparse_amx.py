@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 import warnings
 
 import numpy as np
@@ -30,7 +29,7 @@ from ..kernels.sparse_amx import sparse_amx
 from ..kernels.sparse_int8 import padded_m, sparse_int8
 from ..kinds import KernelKey, sparsity_bucket
 from ..tune.apply import database_roots
-from .kernel import _run, _time_us
+from .kernel import _run, time_alternately
 
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
@@ -41,20 +40,6 @@ def _lib_args(func, target, arrays):
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
     lib(*args)
     return lib, args
-
-
-def _cpu_us(lib, args, seconds: float = 0.05) -> float:
-    """Thread CPU time per call (1 thread: the work runs on the calling thread). Time the process was
-    descheduled does not count, so on a machine other processes share it is far steadier than the
-    wall clock (which bench-kernel reports, and this module too)."""
-    t0 = time.thread_time_ns()
-    lib(*args)
-    one = max(time.thread_time_ns() - t0, 1)
-    n = max(5, int(seconds * 1e9 / one))
-    t0 = time.thread_time_ns()
-    for _ in range(n):
-        lib(*args)
-    return (time.thread_time_ns() - t0) / n / 1e3
 
 
 def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar",), rounds: int = 3,
@@ -84,15 +69,7 @@ def bench_one(m: int, k: int, n: int, sparsity: float, target, groups=("similar"
         exact[f"amx_{group}"] = bool(np.array_equal(runs[f"amx_{group}"][1][-1].numpy(), ref_t))
     runs["dense_amx"] = _lib_args(dense_amx(m, k, n), target, [x, pack_dense(w), np.zeros((m, n), np.int32)])
     exact["dense_amx"] = bool(np.array_equal(runs["dense_amx"][1][-1].numpy(), ref_t.T))
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    cpu: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, (lib, args) in runs.items():
-            times[name].append(_time_us(lib, args))
-            if threads == 1:
-                cpu[name].append(_cpu_us(lib, args))
-    best = {name: min(v) for name, v in times.items()}
-    best_cpu = {name: min(v) for name, v in cpu.items() if v}
+    best, best_cpu = time_alternately(runs, rounds, threads)
     return {"m": m, "k": k, "n": n, "sparsity": sparsity, "block_sparsity": bsr4x1.block_sparsity(w),
             "vnni_schedule": source, "vnni_untuned": not source.startswith("tuned"),
             "us": best, "cpu_us": best_cpu, "exact": exact, "union_fraction": unions}
