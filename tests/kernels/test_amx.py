@@ -44,6 +44,8 @@ def test_dense_amx_is_exact(m, k, n, target):
     np.testing.assert_array_equal(args[-1].numpy(), x.astype(np.int32) @ w.astype(np.int32).T)
     asm = lib.inspect_source("asm")
     assert "tdpbusd" in asm and "ldtilecfg" in asm and "vpdpbusd" not in asm
+    # the next output-channel block's weights are prefetched into L2 while this one runs
+    assert ("prefetcht1" in asm) == (n > 32)
 
 
 @pytest.mark.parametrize("epilogue", [Epilogue.FP32, Epilogue.GELU])

@@ -88,6 +88,11 @@ def tilerelease():
     return _intrin("tilerelease")
 
 
+def prefetch_l2(ptr):
+    """``prefetcht1``: the line into L2 (and the shared L3), not L1, which holds the current operands."""
+    return T.call_llvm_intrin("void", "llvm.prefetch.p0", ptr, T.int32(0), T.int32(2), T.int32(1))
+
+
 FEATURES = ("amx-tile", "amx-int8")  # LLVM's names: what a target needs for these kernels
 
 
@@ -109,8 +114,12 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
     parameters and weight packing (``pack_dense``), so either serves a dense Linear.
 
     Blocks of 32 tokens x 32 output channels: 2 x 2 accumulator tiles, each A and B tile used twice. The
-    parallel loop runs over output-channel blocks, each streaming its weight slab once per token block;
-    a block's accumulators go to a 4 KiB scratch (on the stack) and through the epilogue straight away.
+    parallel loop runs over output-channel blocks, each reading its weight slab (K x 32 bytes) from L1 for
+    every token block but the first; while it works, the next block's slab is prefetched into L2, a few
+    lines per K step (a bert-base FFN weight is 2.4 MB: it comes from L3 on every call, and the hardware's
+    prefetchers alone left the tile units waiting on it). A block's accumulators go to a 4 KiB scratch
+    (on the stack) and through the epilogue straight away; with no epilogue (s32 out) the tiles are
+    stored straight into Y (the scratch and its copy cost 1.1x at 128x768x3072).
     ``quantize_input``: X is fp32, quantized to u8 first (one pass, in parallel over tokens). The tile
     configuration is per thread, so each parallel iteration loads it. Shapes must tile whole. Written
     already scheduled: its loops are the schedule."""
@@ -120,6 +129,10 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
     kc, k4, nt, lanes = k // K_STEP, k // 4, n // TILE_ROWS, 16
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
+    nb, steps = n // bn, m // bm * kc  # output-channel blocks; K steps per block
+    slab = ACC_N * k4  # 64-byte lines of one block's weights
+    per_step = -(-slab // steps)  # of the next block's, prefetched per K step
+    direct = epilogue == Epilogue.S32
 
     @T.prim_func(s_tir=True)
     def func(x: T.handle, qin: T.handle, w: T.handle, scale: T.handle, corr: T.handle, bias: T.handle,
@@ -140,7 +153,7 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
                 for v in T.vectorized(lanes):
                     Xq[i // TILE_ROWS, c // 4, i % TILE_ROWS, c % 4 * lanes + v] = ep.to_u8(
                         X[i, c * lanes + v], Qin, quantize_input)
-        for jb in T.parallel(n // bn):
+        for jb in T.parallel(nb):
             configure_tiles()
             for ib in range(m // bm):
                 acc = T.alloc_buffer((bm, bn), "int32")
@@ -155,14 +168,25 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
                     T.evaluate(tileload(5, T.address_of(Xq[ib * ACC_M + 1, c, 0, 0]), TILE_BYTES))
                     T.evaluate(tdpbusd(2, 5, 6))
                     T.evaluate(tdpbusd(3, 5, 7))
-                for a in T.unroll(ACC_M):
-                    for b in T.unroll(ACC_N):
-                        T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
-                                             bn * 4))
-                for i in range(bm):
-                    for j in T.vectorized(bn):
-                        Y[ib * bm + i, jb * bn + j] = ep.apply(epilogue, acc[i, j], jb * bn + j,
-                                                               ep.buffers(Scale, Corr, Bias, Qout))
+                    for p in T.unroll(per_step):
+                        if jb + 1 < nb and (ib * kc + c) * per_step + p < slab:
+                            T.evaluate(prefetch_l2(T.address_of(Wp[
+                                (jb + 1) * ACC_N + ((ib * kc + c) * per_step + p) // k4,
+                                ((ib * kc + c) * per_step + p) % k4, 0, 0])))
+                if direct:
+                    for a in T.unroll(ACC_M):
+                        for b in T.unroll(ACC_N):
+                            T.evaluate(tilestore(a * ACC_N + b, T.address_of(
+                                Y[ib * bm + a * TILE_ROWS, jb * bn + b * TILE_ROWS]), n * 4))
+                else:
+                    for a in T.unroll(ACC_M):
+                        for b in T.unroll(ACC_N):
+                            T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
+                                                 bn * 4))
+                    for i in range(bm):
+                        for j in T.vectorized(bn):
+                            Y[ib * bm + i, jb * bn + j] = ep.apply(epilogue, acc[i, j], jb * bn + j,
+                                                                   ep.buffers(Scale, Corr, Bias, Qout))
             T.evaluate(tilerelease())
 
     names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + epilogue.param_names() + ["Y"]
