@@ -20,7 +20,8 @@ class DenseInt8(KernelKind):
     needs = frozenset({"avx512vnni"})
 
     def supports(self, layer: LinearLayer, m: int) -> bool:
-        return super().supports(layer, m) and not (layer.in_transposed or layer.out_quant or layer.out_transposed)
+        # row-major only: fp32 or u8 (a chain's hand-over) in, fp32 or u8 out
+        return super().supports(layer, m) and not (layer.in_transposed or layer.out_transposed)
 
     def func(self, key: KernelKey, epilogue: Epilogue = CANONICAL_EPILOGUE) -> tirx.PrimFunc:
         return self.kernel(key.m, key.k, key.n, epilogue)
@@ -38,8 +39,10 @@ class DenseInt8(KernelKind):
     def build(self, layer: LinearLayer, m: int) -> tuple[tirx.PrimFunc, list[np.ndarray]]:
         n, k = layer.weight.shape
         c = int8_constants(layer)
-        func = self.kernel(m, k, n, c.epilogue, quantize_input=True)
-        return func, [c.qin, pack_dense(c.weight), c.scale, c.corr, c.bias]
+        func = self.kernel(m, k, n, c.epilogue, quantize_input=layer.quantizes_input)
+        consts = [c.qin] if layer.quantizes_input else []
+        consts += [pack_dense(c.weight), c.scale, c.corr, c.bias]
+        return func, consts + ([c.qout] if c.qout is not None else [])
 
 
 KIND = DenseInt8()

@@ -23,10 +23,12 @@ class LinearLayer:
     sparse: bool
     act_scale: float = 1.0  # int8: u8 quantization of the input activation
     act_zero_point: int = 0
-    # sparse int8 chains (BERT's FFN): the input arrives as u8 [K, mp] from the previous layer, or
-    # the output leaves as u8 [N, mp] quantized with out_quant = (scale, zero point) for the next
+    # int8 chains (BERT's FFN): the output leaves as u8, quantized with out_quant = (scale, zero point)
+    # for the next layer: [N, mp] from a sparse kernel, [M, N] (row-major) from a dense one. The next
+    # reads it as is: u8 [K, mp] (in_transposed, sparse only) or u8 [M, K] (in_u8)
     in_transposed: bool = False
     out_quant: tuple[float | np.ndarray, int] | None = None
+    in_u8: bool = False
     # the u8 [N, mp] output's token order: swizzled 64-token tiles (a chain's hand-over), or
     # natural (the attention kernel reads Q, K and V so); a scale array is per output channel
     # (Q, K and V's per-head scales), folded into the dequantization
@@ -39,6 +41,11 @@ class LinearLayer:
     # where it supports the layer as the graph finally lays it out; None: the registry's priority decides
     kind: str | None = None
 
+    @property
+    def quantizes_input(self) -> bool:
+        """The kernel quantizes its fp32 input itself (it is not handed u8)."""
+        return not (self.in_transposed or self.in_u8)
+
     def __post_init__(self) -> None:
         if self.precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be 'int8' or 'fp32', got {self.precision!r}")
@@ -46,14 +53,17 @@ class LinearLayer:
             raise ValueError(f"weight must be [N, K], got shape {self.weight.shape}")
         if not (self.act_scale > 0 and 0 <= self.act_zero_point <= 255):
             raise ValueError(f"bad activation quantization: scale={self.act_scale}, zp={self.act_zero_point}")
-        if (self.in_transposed or self.out_quant or self.out_transposed) and not (
-                self.sparse and self.precision == "int8"):
+        if (self.in_transposed or self.out_transposed) and not (self.sparse and self.precision == "int8"):
             raise ValueError("only sparse int8 layers chain in the [K, M] layout")
+        if (self.out_quant or self.in_u8) and self.precision != "int8":
+            raise ValueError("only int8 layers hand over u8 activations")
+        if self.in_u8 and self.in_transposed:
+            raise ValueError("a u8 input is [K, mp] (in_transposed) or [M, K] (in_u8), not both")
         if self.out_scale != 1.0 and (self.precision != "int8" or self.out_quant or self.gelu):
             raise ValueError("out_scale folds into an int8 layer's fp32 epilogue (without GELU) only")
         if self.out_quant and np.ndim(self.out_quant[0]) and (
-                self.gelu or np.shape(self.out_quant[0]) != (self.weight.shape[0],)):
-            raise ValueError("per-channel output scales need one per output channel, and no GELU")
+                self.gelu or not self.sparse or np.shape(self.out_quant[0]) != (self.weight.shape[0],)):
+            raise ValueError("per-channel output scales need a sparse layer, one per output channel, and no GELU")
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

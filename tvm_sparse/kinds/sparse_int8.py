@@ -77,12 +77,12 @@ class SparseInt8(KernelKind):
         p = bsr4x1.pack(c.weight)
         # a chain's u8 [n, mp] hand-over is in swizzled tiles: both of its kernels then take the
         # 4x64x4 intrinsic (the first accumulates swizzled, the second reads swizzled)
-        func = sparse_int8(m, k, n, c.epilogue, quantize_input=not layer.in_transposed,
+        func = sparse_int8(m, k, n, c.epilogue, quantize_input=layer.quantizes_input,
                            x_transposed=layer.in_transposed,
                            y_transposed=layer.out_quant is not None or layer.out_transposed,
                            x_swizzled=layer.in_transposed and swizzles(m),
                            y_swizzled=layer.out_quant is not None and layer.out_swizzled and swizzles(m))
-        consts = [] if layer.in_transposed else [c.qin]
+        consts = [c.qin] if layer.quantizes_input else []
         consts += [p.indptr, p.indices, p.values, c.scale, c.corr, c.bias]
         if c.qout is not None:
             consts.append(c.qout)

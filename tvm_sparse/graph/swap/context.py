@@ -108,8 +108,9 @@ class SwapContext:
         n, k = layer.weight.shape
         # opaque: FuseOps must not merge the kernel with its neighbours
         func = func.with_attr("op_pattern", 8)
-        layout = ("_from_km" if layer.in_transposed else "") + ("_to_nm_u8" if layer.out_quant else "")
-        layout += "_natural" if layer.out_quant and not layer.out_swizzled else ""
+        layout = "_from_km" if layer.in_transposed else "_from_u8" if layer.in_u8 else ""
+        layout += ("_to_nm_u8" if layer.sparse else "_to_u8") if layer.out_quant else ""
+        layout += "_natural" if layer.out_quant and layer.sparse and not layer.out_swizzled else ""
         layout += "_to_nm" if layer.out_transposed else ""
         unit = "_amx" if func.attrs.get("tvm_sparse.amx", False) else ""
         tag = (f"{'sparse' if layer.sparse else 'dense'}_{self.precision}{unit}{'_gelu' if layer.gelu else ''}"
@@ -118,12 +119,12 @@ class SwapContext:
         gv = self.bb.add_func(func.with_attr("global_symbol", f"linear_{tag}"), f"linear_{tag}")
         args = [relax.const(c) for c in consts]
         if layer.out_quant:
-            out = relax.TensorType((n, padded_m(m)), "uint8")
+            out = relax.TensorType((n, padded_m(m)) if layer.sparse else (m, n), "uint8")
         else:
             out = relax.TensorType((n, padded_m(m)) if layer.out_transposed else (m, n), "float32")
         choice.kernel = gv.name_hint
         choice.kind = kind_of(layer, m, self.target).name
-        if layer.precision == "int8" and not layer.in_transposed:
+        if layer.precision == "int8" and layer.quantizes_input:
             self.calls.append((args[0], layer, choice))  # its Qin constant identifies the call
         return relax.call_tir(gv, [x2, *args], out)
 

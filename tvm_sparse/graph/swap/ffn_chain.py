@@ -1,4 +1,4 @@
-"""Pass 3 (int8): a sparse Linear feeding a sparse Linear hands over u8 ``[N, M]`` activations."""
+"""Pass 3 (int8): an int8 Linear feeding an int8 Linear hands over u8 activations, quantized for the second."""
 
 from __future__ import annotations
 
@@ -7,26 +7,43 @@ from dataclasses import replace
 from tvm import relax
 from tvm.relax.dpl import is_op, is_tuple, rewrite_call, wildcard
 
+from ..linear import kind_of
 from .context import SwapContext
+
+# the second kernel's arguments before the hand-over: X, Qin, then its weight and epilogue constants
+SPARSE_FIELDS = 8  # X, Qin, Indptr, Indices, Values, Scale, Corr, Bias
+DENSE_FIELDS = 6  # X, Qin, Wp, Scale, Corr, Bias
 
 
 def chain_ffn(ctx: SwapContext, func: relax.Function) -> relax.Function:
-    """Sparse int8 Linear -> sparse int8 Linear (BERT's FFN: up, GELU, down): the first leaves
-    its output as u8 ``[N, mp]``, quantized for the second, which reads it as is. The
-    intermediate activation skips an fp32 round trip and both transposes."""
+    """Int8 Linear -> int8 Linear (BERT's FFN: up, GELU, down): the first leaves its output as u8, quantized
+    for the second, which reads it as is: the intermediate activation (4 x 3072 bytes a token in bert-base)
+    skips an fp32 round trip, and the GELU before it takes the u8 epilogue's polynomial.
+
+    Sparse -> sparse: u8 ``[N, mp]`` in swizzled token tiles, no transposes either. Dense -> dense or
+    sparse: u8 ``[M, N]``, row-major, which both read. Sparse -> dense keeps fp32 (the dense kernels read
+    row-major only)."""
     first = is_op("relax.call_tir")(wildcard(), wildcard())
     into = first | is_op("relax.reshape")(first, wildcard())
     into = into | is_op("relax.reshape")(into, wildcard())
-    fields = [into] + [wildcard() for _ in range(7)]  # X, Qin, Indptr, Indices, Values, Scale, Corr, Bias
-    second = is_op("relax.call_tir")(wildcard(), is_tuple(fields))
+    args = is_tuple([into] + [wildcard() for _ in range(SPARSE_FIELDS - 1)]) | is_tuple(
+        [into] + [wildcard() for _ in range(DENSE_FIELDS - 1)])
+    second = is_op("relax.call_tir")(wildcard(), args)
 
     def rewrite(expr, m):
         (l1, c1), (l2, c2) = ctx.layer_of(m[first]) or (None, None), ctx.layer_of(expr) or (None, None)
-        if l1 is None or l2 is None or not (l1.sparse and l2.sparse) or l1.out_quant or l2.in_transposed:
+        if l1 is None or l2 is None or l1.out_quant or l1.out_transposed or not l2.quantizes_input \
+                or (l1.sparse and not l2.sparse):
             return expr
+        out_quant = (l2.act_scale, l2.act_zero_point)
+        if l1.sparse:
+            new1, new2 = replace(l1, out_quant=out_quant), replace(l2, in_transposed=True)
+        else:
+            new1, new2 = replace(l1, out_quant=out_quant), replace(l2, in_u8=True)
         rows = int(m[first].ty.shape[0])
-        hidden = ctx.call(replace(l1, out_quant=(l2.act_scale, l2.act_zero_point)), rows,
-                            m[first].args[1].fields[0], c1)
-        return ctx.call(replace(l2, in_transposed=True), rows, hidden, c2)
+        if kind_of(new1, rows, ctx.target) is None or kind_of(new2, rows, ctx.target) is None:
+            return expr
+        hidden = ctx.call(new1, rows, m[first].args[1].fields[0], c1)
+        return ctx.call(new2, rows, hidden, c2)
 
     return rewrite_call(second, rewrite, func)
