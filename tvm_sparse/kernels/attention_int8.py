@@ -6,7 +6,7 @@ kernels around it read and write them. Per (batch, head), on one core:
 
   quantize   Q, K, V to 8 bits, symmetric, per head (one outlier head does not cost the others
              their precision): with the head's own absolute maximum in this input (dynamic), or,
-             ``prequantized``, already done by the sparse QKV projection with the calibrated one
+             ``prequantized``, already done by the QKV projection with the calibrated one
              (static: its fp32 output, 1.2 MB a bert-base layer, is never written, and no pass
              looks for the maxima; 4% of bert-base). Q is shifted to u8 (+128) for
              ``vpdpbusd``; the shift is undone with K's column sums.
@@ -88,9 +88,10 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     direction, and V by a word transpose (as K does row-major); the output stays
     ``[batch*seq, heads*head_dim]``.
 
-    ``prequantized``: Q, K and V come already quantized, as u8 with zero point 128 (what a sparse
-    QKV projection with calibrated per-head output scales writes: a quarter of the bytes, and no
-    pass for the maxima), transposed only; ``scales [3, heads]`` (an extra argument after V) holds
+    ``prequantized``: Q, K and V come already quantized, as u8 with zero point 128 (what a QKV
+    projection with calibrated per-head output scales writes: a quarter of the bytes, and no pass
+    for the maxima), ``[width, tokens]`` from a sparse one (``transposed``), ``[tokens, width]`` from a
+    dense one; ``scales [3, heads]`` (an extra argument after V) holds
     each head's Q, K and V scale. The rest is the same computation: given the scales the dynamic
     path would pick, the result is identical.
 
@@ -104,8 +105,6 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     if len(mask_shape) != 4 or mask_shape[0] not in (1, batch) or mask_shape[1] != 1 \
             or mask_shape[2] not in (1, seq) or mask_shape[3] != seq:
         raise ValueError(f"mask shape {mask_shape} does not broadcast to [{batch}, {heads}, {seq}, {seq}]")
-    if prequantized and not transposed:
-        raise ValueError("prequantized Q, K, V come as a sparse projection's [width, tokens] output: transposed only")
     if amx and not amx_supported(seq, head_dim):
         raise ValueError(f"AMX attention needs head_dim <= {amx_ops.K_STEP} (one tile row of Q), got {head_dim}")
     B, L, H, D = batch, seq, heads, head_dim
@@ -163,13 +162,20 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
             if prequantized:  # u8 with zero point 128: Q as is, K and V back to s8 (flip the top bit)
                 for t in range(3):
                     sc[t] = T.float32(1.0) / Scales[t, h]
-                for d, c in T.grid(D, L // CW):  # a whole register (CW bytes) at a time
-                    for ln in T.vectorized(CW):
-                        q8[d, c * CW + ln] = Q[QO + h * D + d, b * L + c * CW + ln]
-                        k8[d, c * CW + ln] = T.reinterpret(
-                            "int8", K[KO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
-                        v8[d, c * CW + ln] = T.reinterpret(
-                            "int8", V[VO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
+                if transposed:
+                    for d, c in T.grid(D, L // CW):  # a whole register (CW bytes) at a time
+                        for ln in T.vectorized(CW):
+                            q8[d, c * CW + ln] = Q[QO + h * D + d, b * L + c * CW + ln]
+                            k8[d, c * CW + ln] = T.reinterpret(
+                                "int8", K[KO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
+                            v8[d, c * CW + ln] = T.reinterpret(
+                                "int8", V[VO + h * D + d, b * L + c * CW + ln] ^ T.uint8(128))
+                else:
+                    for i in range(L):
+                        for d in T.vectorized(D):
+                            q8[i, d] = Q[b * L + i, QO + h * D + d]
+                            k8[i, d] = T.reinterpret("int8", K[b * L + i, KO + h * D + d] ^ T.uint8(128))
+                            v8[i, d] = T.reinterpret("int8", V[b * L + i, VO + h * D + d] ^ T.uint8(128))
             else:
                 # per-head scales: max |x| over the head's [L, D] block, a vector at a time
                 for t in range(3):
@@ -221,11 +227,13 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                     for d in T.vectorized(D):
                         vpw[jq, d] = v8w[d, jq]
             else:
-                for i in range(L):
-                    for d in T.vectorized(D):
-                        q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(Q[b * L + i, QO + h * D + d] * sc[0])) + 128)
-                        k8[i, d] = T.Cast("int8", T.round(K[b * L + i, KO + h * D + d] * sc[1]))
-                        v8[i, d] = T.Cast("int8", T.round(V[b * L + i, VO + h * D + d] * sc[2]))
+                if not prequantized:
+                    for i in range(L):
+                        for d in T.vectorized(D):
+                            q8[i, d] = T.Cast("uint8", T.Cast("int32", T.round(
+                                Q[b * L + i, QO + h * D + d] * sc[0])) + 128)
+                            k8[i, d] = T.Cast("int8", T.round(K[b * L + i, KO + h * D + d] * sc[1]))
+                            v8[i, d] = T.Cast("int8", T.round(V[b * L + i, VO + h * D + d] * sc[2]))
                 for dq in range(DQ):  # K: 4 bytes of D per key are one 32-bit word: a word transpose
                     for j in T.vectorized(L):
                         kpw[0, dq, j] = k8w[j, dq]

@@ -62,8 +62,8 @@ class LinearLayer:
         if self.out_scale != 1.0 and (self.precision != "int8" or self.out_quant or self.gelu):
             raise ValueError("out_scale folds into an int8 layer's fp32 epilogue (without GELU) only")
         if self.out_quant and np.ndim(self.out_quant[0]) and (
-                self.gelu or not self.sparse or np.shape(self.out_quant[0]) != (self.weight.shape[0],)):
-            raise ValueError("per-channel output scales need a sparse layer, one per output channel, and no GELU")
+                self.gelu or np.shape(self.out_quant[0]) != (self.weight.shape[0],)):
+            raise ValueError("per-channel output scales need one per output channel, and no GELU")
 
 
 def quantize_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -68,7 +68,8 @@ def _fuse_qkv(ctx: SwapContext, sources: list, var2val: dict, heads: int
     the width: the input is quantized and transposed once, not three times. None if they are not.
     A sparse one keeps its natural ``[3*H*D, M]`` output (True), which the attention kernel reads
     as is: no untranspose pass (45 us per bert-base layer). Where calibration measured the three
-    outputs, that output is u8, quantized with per-head scales (returned, ``[3, heads]``)."""
+    outputs, that output is u8, quantized with per-head scales (returned, ``[3, heads]``), sparse or
+    dense (a quarter of the bytes, no quantizing pass in the attention kernel)."""
     calls = [var2val.get(x, x) if isinstance(x, relax.Var) else x for x in sources]
     found = [ctx.kernel_of(c) for c in calls]
     if any(f is None for f in found):
@@ -87,7 +88,8 @@ def _fuse_qkv(ctx: SwapContext, sources: list, var2val: dict, heads: int
     transposed = first.sparse and padded_m(m) == m
     absmax = [ctx.calib[choice.key].out_absmax for _, choice in found]
     scales = None
-    if transposed and all(a is not None and len(a) % heads == 0 for a in absmax):
+    # u8 out: [N, M] from a sparse kernel, [M, N] from a dense one (a sparse one's u8 out is never row-major)
+    if (transposed or not first.sparse) and all(a is not None and len(a) % heads == 0 for a in absmax):
         # symmetric per head, zero point 128: the attention kernel's own quantization
         scales = np.stack([np.asarray(a, np.float32).reshape(heads, -1).max(axis=1) for a in absmax])
         scales = (np.maximum(scales, 1e-12) / 127.0).astype(np.float32)
