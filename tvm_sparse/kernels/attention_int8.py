@@ -126,6 +126,22 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
     TILE_CFG = amx_ops.tile_config_words([(16, 64), (16, 64), (16, D), (D // 4, 64), (16, KC), (KC // 4, 64),
                                           (D // 4, 64)]) if amx else (0,) * 8
 
+    @T.macro
+    def softmax_rows(row, p, red, first):
+        """Rows ``first .. first + R`` of the scores -> softmax numerators quantized against each row's
+        maximum (``p``) and their sums (``red``): R independent reduction chains, unrolled."""
+        for r in T.unroll(R):
+            red[first + r] = reduce_lanes(fold(
+                [row[first + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
+        for r in T.unroll(R):
+            for c in range(LV):  # 16 lanes: a 128-lane exp is legalized through scalar inserts
+                for ln in T.vectorized(LANES):
+                    row[first + r, c * LANES + ln] = T.round(exp_u8(row[first + r, c * LANES + ln] - red[first + r]))
+                    p[first + r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row[first + r, c * LANES + ln]))
+        for r in T.unroll(R):
+            red[first + r] = reduce_lanes(fold(
+                [row[first + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
+
     @T.prim_func(private=True)
     def func(q: T.handle, k: T.handle, v: T.handle, scales: T.handle, mask: T.handle, o: T.handle) -> None:
         T.func_attr({"tirx.noalias": True})
@@ -296,19 +312,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                             ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
                                 b if mb else 0, 0, it * 16 + r if mr else 0, c * LANES + ln]
                     for rg in range(16 // R):  # R rows at a time, unrolled: R independent reduction chains
-                        for r in T.unroll(R):
-                            red16[rg * R + r] = reduce_lanes(fold(
-                                [row16[rg * R + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max), T.max)
-                        for r in T.unroll(R):
-                            for c in range(LV):
-                                for ln in T.vectorized(LANES):
-                                    row16[rg * R + r, c * LANES + ln] = T.round(exp_u8(
-                                        row16[rg * R + r, c * LANES + ln] - red16[rg * R + r]))
-                                    p16[rg * R + r, c * LANES + ln] = T.Cast(
-                                        "uint8", T.Cast("int32", row16[rg * R + r, c * LANES + ln]))
-                        for r in T.unroll(R):
-                            red16[rg * R + r] = reduce_lanes(fold(
-                                [row16[rg * R + r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add), _add)
+                        softmax_rows(row16, p16, red16, rg * R)
                     for dt in range(D // 16):
                         T.evaluate(amx_ops.tilezero(1))
                         for kc in range(L // KC):
@@ -342,18 +346,7 @@ def attention_int8(batch: int, seq: int, heads: int, head_dim: int, scale: float
                                         "float32", acc[r * JB + jb, ln] - 128 * colsum[(jc * JB + jb) * LANES + ln]
                                     ) * (T.float32(scale) / (sc[0] * sc[1])) + Mask[
                                         b if mb else 0, 0, ib * R + r if mr else 0, (jc * JB + jb) * LANES + ln]
-                    # softmax numerators, quantized against each row's maximum (R independent chains)
-                    for r in T.unroll(R):
-                        red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], T.max),
-                                              T.max)
-                    for r in T.unroll(R):
-                        for c in range(LV):  # 16 lanes: a 128-lane exp is legalized through scalar inserts
-                            for ln in T.vectorized(LANES):
-                                row[r, c * LANES + ln] = T.round(exp_u8(row[r, c * LANES + ln] - red[r]))
-                                p8[r, c * LANES + ln] = T.Cast("uint8", T.Cast("int32", row[r, c * LANES + ln]))
-                    for r in T.unroll(R):
-                        red[r] = reduce_lanes(fold([row[r, T.ramp(c * LANES, 1, LANES)] for c in range(LV)], _add),
-                                              _add)
+                    softmax_rows(row, p8, red, 0)
                     # context: o = (p8 . v8) * sv / sum(p8)
                     for dc in range(DV // DB):  # R x DB channel vectors at once
                         for r, db in T.grid(R, DB):
