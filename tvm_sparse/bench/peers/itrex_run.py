@@ -21,7 +21,12 @@ import sys
 import time
 import types
 
-import numpy as np
+# run as a script, this file's directory comes first on sys.path, where our own peers/onnxruntime.py would
+# stand in for the onnxruntime package (a fresh build quantizes with it; cached builds never noticed)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import numpy as np  # noqa: E402
 
 SEQ = 128
 
