@@ -89,3 +89,20 @@ def test_the_sparse_dense_crossover_is_per_target():
 
     assert sparse_threshold(T.resolve("sapphirerapids")) == AMX_SPARSE_THRESHOLD > SPARSE_THRESHOLD
     assert sparse_threshold(T.resolve("znver4")) == sparse_threshold(T.resolve("cascadelake")) == SPARSE_THRESHOLD
+    # per Linear: only where its dense kernel would run on AMX (16 tokens do not fill a 32-token block)
+    spr = T.resolve("sapphirerapids")
+    assert sparse_threshold(spr, 128, 768, 3072) == AMX_SPARSE_THRESHOLD
+    assert sparse_threshold(spr, 16, 768, 3072) == SPARSE_THRESHOLD
+
+
+def test_the_policy_sends_an_80_percent_layer_dense_on_amx_only_where_amx_runs_it():
+    import numpy as np
+
+    from tvm_sparse.format import bsr4x1
+    from tvm_sparse.graph.policy import KernelPolicy
+
+    w = bsr4x1.prune(np.random.default_rng(0).standard_normal((768, 768)).astype(np.float32), 0.8)
+    policy = KernelPolicy(T.resolve("sapphirerapids"), mode="threshold")
+    assert not policy.by_threshold(w, 128).sparse and policy.by_threshold(w, 16).sparse
+    assert KernelPolicy(T.resolve("znver4"), mode="threshold").by_threshold(w, 128).sparse
+    assert KernelPolicy(T.resolve("sapphirerapids"), threshold=0.5).by_threshold(w, 128).sparse  # as told

@@ -138,7 +138,8 @@ def add_commands(subparsers) -> None:
     _add_calibration(p)
     p.add_argument("--threshold", type=float, default=None,
                    help="block sparsity at which a Linear goes sparse, whatever was measured (default: per layer, "
-                        "the kernel measured fastest on this CPU where the records have it, else 0.6, 0.78 with AMX)")
+                        "the kernel measured fastest on this CPU where the records have it, else 0.6, or 0.84 "
+                        "where the dense kernel runs on AMX)")
     p.add_argument("--choose", choices=("auto", "measure", "threshold"), default="auto",
                    help="how each int8 Linear gets its kernel: auto = measurements in the records (tuning_logs/, "
                         "shipped schedules/) else the threshold; measure = also time the kinds for shapes not "

@@ -22,11 +22,13 @@ from ..format import bsr4x1
 # from `tvm-sparse bench-kernel` at K=N=768, M=128 on Zen 5: 281.8 / 182.8 / 112.7 us at 70/80/90%
 # against 369.5 us dense, a line that meets dense at 60% (nothing below 70% was measured directly).
 SPARSE_THRESHOLD = 0.6
-# Where the target has AMX, dense int8 Linears run on the tiles and the crossover moves up. Measured end to
-# end on the Sapphire Rapids-class machine, 1 thread, one run (bench-e2e, sparse layers on VNNI): bert-base
-# 80% 17.09 ms against 20.63 all dense on AMX, MiniLM 80% 2.72 against 2.82, at 90% 10.75 and 2.05: sparse
-# still wins at 80%, by 4% on MiniLM, so below it dense AMX does. 0.78: uniform 80% pruning lands at 79.9%.
-AMX_SPARSE_THRESHOLD = 0.78
+# Where a Linear's dense kernel runs on AMX (the target has it, the shape tiles whole) the crossover moves up.
+# Measured end to end on the Sapphire Rapids-class machine, 1 thread, one run each (bench-e2e --engines
+# tvm_int8,tvm_dense, dense with u8 hand-overs and prefetched weights): bert-base sparse / all dense 20.23 /
+# 18.28 ms at 80%, 16.68 / 18.3-23.2 at 85%, 13.70 / 18.69 at 90%; MiniLM 2.94 / 2.56, 2.67 / 2.57, 2.32 /
+# 2.74. Dense wins at 80%, sparse at 85% on bert-base (MiniLM's crossover is near 86%), both at 90%.
+# 0.84: uniform 85% pruning lands at 84.9%.
+AMX_SPARSE_THRESHOLD = 0.84
 # Below this no sparse kernel is measured or taken: none came near dense on any CPU measured
 MIN_SPARSE = 0.5
 MODES = ("auto", "measure", "threshold")
@@ -35,11 +37,15 @@ MODES = ("auto", "measure", "threshold")
 MARGIN = 0.05
 
 
-def sparse_threshold(target) -> float:
-    """The crossover for ``target`` where nothing was measured: higher where dense Linears run on AMX."""
+def sparse_threshold(target, m: int | None = None, k: int | None = None, n: int | None = None) -> float:
+    """The crossover for ``target`` where nothing was measured: higher where dense Linears run on AMX. Given
+    a Linear's shape (``m`` tokens, ``k`` in, ``n`` out), only where its dense kernel would: 16 tokens do not
+    fill AMX's 32-token blocks, and there dense means VNNI, which the sparse kernel beats from 60%."""
     from .. import kinds
+    from ..kernels.amx import fits
 
-    return AMX_SPARSE_THRESHOLD if kinds.get("dense_amx").available(target) else SPARSE_THRESHOLD
+    amx = kinds.get("dense_amx").available(target) and (m is None or fits(m, k, n))
+    return AMX_SPARSE_THRESHOLD if amx else SPARSE_THRESHOLD
 
 
 def use_sparse(weight_nk: np.ndarray, threshold: float) -> bool:
@@ -64,6 +70,7 @@ class KernelPolicy:
             raise ValueError(f"kernel choice mode must be one of {MODES}, got {mode!r}")
         self.target = target
         self.mode = "threshold" if threshold is not None else mode
+        self.fixed = threshold  # given: one threshold for every Linear
         self.threshold = sparse_threshold(target) if threshold is None else threshold
         self.roots = roots
         self.log = log or (lambda s: None)
@@ -107,15 +114,18 @@ class KernelPolicy:
             warnings.warn(f"{err}; this measurement is used but not kept", stacklevel=4)
             return times, "measured now (not kept)"
 
-    def by_threshold(self, weight_nk: np.ndarray) -> Decision:
-        return Decision(use_sparse(weight_nk, self.threshold), None, f"threshold {self.threshold:.2f}")
+    def by_threshold(self, weight_nk: np.ndarray, m: int | None = None) -> Decision:
+        """Sparse or dense by the block sparsity: the given threshold, else the target's for this shape."""
+        n, k = weight_nk.shape
+        t = self.fixed if self.fixed is not None else sparse_threshold(self.target, m, k, n)
+        return Decision(use_sparse(weight_nk, t), None, f"threshold {t:.2f}")
 
     def decide(self, weight_nk: np.ndarray, m: int) -> Decision:
         """The kind measured fastest for this Linear (row-major fp32 in and out), else the threshold's
         choice (``kind`` None)."""
         from .. import kinds
 
-        default = self.by_threshold(weight_nk)
+        default = self.by_threshold(weight_nk, m)
         sparsity = bsr4x1.block_sparsity(weight_nk)
         if self.mode == "threshold" or sparsity < MIN_SPARSE:
             return default

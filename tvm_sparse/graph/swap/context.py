@@ -82,7 +82,7 @@ class SwapContext:
         # the threshold first: the passes after this one give sparse layers the layouts they are fastest in
         # (chains, the attention kernel's inputs); a Linear left row-major takes what was measured fastest
         # at the end (prefer_measured.py)
-        decision = self.policy.by_threshold(w_nk)
+        decision = self.policy.by_threshold(w_nk, m)
         sparse = decision.sparse
         act = self.calib.get(key) if self.precision == "int8" else None
         if self.precision == "int8" and act is None:
