@@ -111,6 +111,32 @@ def test_longer_than_the_longest_bucket_is_refused_or_truncated(int8_libs):
 def test_metadata_lists_the_buckets(int8_libs):
     import tvm_sparse
 
-    meta = tvm_sparse.load(int8_libs[0]).metadata
+    model = tvm_sparse.load(int8_libs[0])
+    meta = model.metadata
     assert meta.format == 3 and len(meta.buckets) == 6
+    # each bucket says how many of its Linears run sparse (the choice can differ by bucket: dense AMX needs
+    # 32-token blocks); at 90% every one, in every bucket
+    assert [b["sparse_linears"] for b in meta.buckets] == [len(meta.layers)] * 6
+    assert f" {len(meta.layers)}/{len(meta.layers)} sparse Linears," in repr(model)
     assert meta.inputs[0]["shape"] == [4, SEQ] and meta.output["shape"] == [4, SEQ, 64]
+
+
+def test_the_summary_line_counts_sparse_linears_by_bucket():
+    """Where buckets differ (an 80% model on AMX: 16 tokens sparse, 32 and up dense) the line says so; a
+    library from before the per-bucket count falls back to its layer list."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tvm_sparse.runtime.model import Model
+
+    def line(buckets, layers):
+        meta = SimpleNamespace(buckets=buckets, layers=layers, task={}, precision="int8", output={"shape": [1, 32, 64]},
+                               target={"mcpu": "sapphirerapids"})
+        shapes = [(b["batch"], b["seq_len"], "f") for b in buckets]
+        return Model.__repr__(SimpleNamespace(metadata=meta, buckets=shapes, path=Path("m.so"), threads=1))
+
+    layers = [{"sparse": False}] * 12
+    mixed = [{"batch": 1, "seq_len": 16, "sparse_linears": 12}, {"batch": 1, "seq_len": 32, "sparse_linears": 0}]
+    assert "0-12/12 sparse Linears (by bucket)" in line(mixed, layers)
+    old = [{"batch": 1, "seq_len": 16}, {"batch": 1, "seq_len": 32}]
+    assert "0/12 sparse Linears," in line(old, layers)

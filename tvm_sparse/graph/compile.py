@@ -72,15 +72,21 @@ def lower_buckets(model: onnx.ModelProto, opts: CompileOptions, target: tvm.targ
     and the largest bucket's ``Lowered`` (its layers and static model describe the library)."""
     if not opts.bucketed:
         low = lower(model, opts, target, log=log)
+        low.sparse_by_bucket = {(opts.batch, opts.seq_len): sum(x.sparse for x in low.layers)}
         return low.mod, low
-    parts, todo, t0 = [], opts.buckets(), time.time()
+    parts, todo, t0, sparse = [], opts.buckets(), time.time(), {}
     for i, (b, n) in enumerate(todo, 1):
         one = replace(opts, batch=b, seq_len=n, seq_lens=(), batches=())
         low = lower(model, one, target, log=log if i == len(todo) else (lambda *_: None))
         parts.append((b, n, low.mod))
+        sparse[b, n] = sum(x.sparse for x in low.layers)
         took = time.time() - t0
         log(f"[bucket {i}/{len(todo)}] batch {b}, length {n} lowered ({took:.0f} s, "
             f"ETA {took / i * (len(todo) - i):.0f} s)")
+    low.sparse_by_bucket = sparse
+    if len(set(sparse.values())) > 1:
+        log("sparse Linears by bucket (batch x length): "
+            + ", ".join(f"{b}x{n} {k}/{len(low.layers)}" for (b, n), k in sparse.items()))
     return buckets.merge(parts), low  # buckets() ends with the largest
 
 
@@ -114,8 +120,8 @@ def compile_model(model: onnx.ModelProto, out: str | Path, opts: CompileOptions,
         inputs=[{"name": n, "shape": [opts.batch, opts.seq_len], "dtype": importer.INPUT_DTYPE}
                 for n in names],
         output={"name": static.graph.output[0].name, "shape": out_shape, "dtype": "float32"},
-        buckets=[{"batch": b, "seq_len": n, "function": buckets.function_name(b, n) if opts.bucketed else "main"}
-                 for b, n in opts.buckets()],
+        buckets=[{"batch": b, "seq_len": n, "function": buckets.function_name(b, n) if opts.bucketed else "main",
+                  "sparse_linears": low.sparse_by_bucket.get((b, n))} for b, n in opts.buckets()],
         task=task or {},
         tokenizer=tokenizer or {},
         input_limits=input_limits(static),

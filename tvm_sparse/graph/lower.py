@@ -4,7 +4,7 @@ kernel, fuse. ``compile``, ``tune`` and the benchmarks all call ``lower``, so wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 import tvm
@@ -23,6 +23,9 @@ class Lowered:
     input_names: list[str]
     layers: list[rewrite.LayerChoice]  # one per Linear, in graph order
     norms_fused: int
+    # (batch, seq_len) -> how many Linears run sparse there: the choice can differ by bucket (dense AMX
+    # needs 32-token blocks); set by compile.lower_buckets for every bucket
+    sparse_by_bucket: dict = field(default_factory=dict)
 
 
 def lower(model: onnx.ModelProto, opts: CompileOptions, target: tvm.target.Target | None = None,

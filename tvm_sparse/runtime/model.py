@@ -230,12 +230,16 @@ class Model:
 
     def __repr__(self) -> str:
         m = self.metadata
-        n_sparse = sum(layer["sparse"] for layer in m.layers)
+        # per bucket where the library says (the choice can differ: dense AMX needs 32-token blocks)
+        counts = sorted({x["sparse_linears"] for x in m.buckets if x.get("sparse_linears") is not None}) or [
+            sum(layer["sparse"] for layer in m.layers)]
+        n_sparse = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         lengths = sorted({n for _, n, _ in self.buckets})
         batches = sorted({b for b, _, _ in self.buckets})
         task = m.task.get("kind", "hidden")
         return (f"Model({self.path.name}: {task}, {m.precision}, lengths {lengths}, batches {batches}, output "
-                f"{m.output['shape']}, {n_sparse}/{len(m.layers)} sparse Linears, {self.threads} threads, "
+                f"{m.output['shape']}, {n_sparse}/{len(m.layers)} sparse Linears"
+                f"{' (by bucket)' if len(counts) > 1 else ''}, {self.threads} threads, "
                 f"target {m.target.get('mcpu', m.target)})")
 
 
