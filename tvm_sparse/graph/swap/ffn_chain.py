@@ -35,11 +35,9 @@ def chain_ffn(ctx: SwapContext, func: relax.Function) -> relax.Function:
         if l1 is None or l2 is None or l1.out_quant or l1.out_transposed or not l2.quantizes_input \
                 or (l1.sparse and not l2.sparse):
             return expr
-        out_quant = (l2.act_scale, l2.act_zero_point)
-        if l1.sparse:
-            new1, new2 = replace(l1, out_quant=out_quant), replace(l2, in_transposed=True)
-        else:
-            new1, new2 = replace(l1, out_quant=out_quant), replace(l2, in_u8=True)
+        new1 = replace(l1, out_quant=(l2.act_scale, l2.act_zero_point))
+        # the layout the first writes: [N, mp] from a sparse kernel, [M, N] from a dense one
+        new2 = replace(l2, in_transposed=True) if l1.sparse else replace(l2, in_u8=True)
         rows = int(m[first].ty.shape[0])
         if kind_of(new1, rows, ctx.target) is None or kind_of(new2, rows, ctx.target) is None:
             return expr
