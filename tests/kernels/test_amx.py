@@ -33,12 +33,14 @@ def _build(func, target):
     return pipeline.build(tvm.IRModule({"main": func}), target)
 
 
-@pytest.mark.parametrize("m, k, n", [(32, 64, 32), (128, 768, 768), (64, 256, 96)])
-def test_dense_amx_is_exact(m, k, n, target):
+@pytest.mark.parametrize("m, k, n, tasks", [(32, 64, 32, None), (128, 768, 768, None), (64, 256, 96, None),
+                                           (64, 256, 192, 1), (64, 256, 192, 2), (64, 256, 192, 6)])
+def test_dense_amx_is_exact(m, k, n, tasks, target):
+    """Every task count covers every output block once: one task (all blocks), a few, one per block."""
     rng = np.random.default_rng(m + k + n)
     x = rng.integers(0, 256, (m, k), dtype=np.uint8)
     w = rng.integers(-128, 128, (n, k), dtype=np.int8)  # the full s8 range, -128 included
-    lib = _build(dense_amx(m, k, n), target)
+    lib = _build(dense_amx(m, k, n, tasks=tasks), target)
     args = [tvm.runtime.tensor(a) for a in (x, pack_dense(w), np.zeros((m, n), np.int32))]
     lib(*args)
     np.testing.assert_array_equal(args[-1].numpy(), x.astype(np.int32) @ w.astype(np.int32).T)
@@ -65,6 +67,13 @@ def test_dense_amx_epilogues_match_the_vnni_kernel(epilogue, target):
         lib(*args)
         outs.append(args[-1].numpy())
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6)
+
+
+def test_task_count_divides_the_blocks():
+    from tvm_sparse.kernels.amx import task_count
+
+    assert task_count(96) == 16 and task_count(24) == 12 and task_count(7) == 7 and task_count(96, 1) == 1
+    assert task_count(6, 4) == 3  # never more than asked, always a divisor
 
 
 def test_shapes_that_do_not_tile_are_refused():

@@ -108,8 +108,15 @@ def fits(m: int, k: int, n: int) -> bool:
     return m % (ACC_M * TILE_ROWS) == 0 and n % (ACC_N * TILE_ROWS) == 0 and k % K_STEP == 0
 
 
-def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantize_input: bool = False
-              ) -> tirx.PrimFunc:
+def task_count(units: int, tasks: int | None = None) -> int:
+    """Parallel iterations for ``units`` blocks of work: the largest divisor of ``units`` not above ``tasks``
+    (default 16), so every task runs the same number of blocks. Each task loads the tile configuration
+    once: ``ldtilecfg`` drains the tile units, and once per block it cost 10% at 128x768x3072."""
+    return max(t for t in range(1, min(units, 16 if tasks is None else tasks) + 1) if units % t == 0)
+
+
+def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantize_input: bool = False,
+              tasks: int | None = None) -> tirx.PrimFunc:
     """``Y[m, n] = epilogue(X[m, k] @ W[n, k]^T)`` (u8 x s8 -> s32) on AMX tiles: ``dense_int8``'s contract,
     parameters and weight packing (``pack_dense``), so either serves a dense Linear.
 
@@ -120,9 +127,11 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
     prefetchers alone left the tile units waiting on it). A block's accumulators go to a 4 KiB scratch
     (on the stack) and through the epilogue straight away; with no epilogue (s32 out) the tiles are
     stored straight into Y (the scratch and its copy cost 1.1x at 128x768x3072).
-    ``quantize_input``: X is fp32, quantized to u8 first (one pass, in parallel over tokens). The tile
-    configuration is per thread, so each parallel iteration loads it. Shapes must tile whole. Written
-    already scheduled: its loops are the schedule."""
+    ``quantize_input``: X is fp32, quantized to u8 first (one pass, in parallel over tokens). ``tasks``:
+    parallel iterations (``task_count``), each a run of consecutive output-channel blocks; the tile
+    configuration is per thread, so each task loads it (1 thread, 128x768x3072, s32: one configuration
+    per block 242 us, 16 tasks 225, one task 218). Shapes must tile whole. Written already scheduled:
+    its loops are the schedule."""
     bm, bn = ACC_M * TILE_ROWS, ACC_N * TILE_ROWS
     if not fits(m, k, n):
         raise ValueError(f"dense_amx needs m % {bm} == n % {bn} == k % {K_STEP} == 0, got m={m} k={k} n={n}")
@@ -130,6 +139,8 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
     out_dtype = epilogue.out_dtype
     x_dtype = "float32" if quantize_input else "uint8"
     nb, steps = n // bn, m // bm * kc  # output-channel blocks; K steps per block
+    tasks = task_count(nb, tasks)
+    per = nb // tasks
     slab = ACC_N * k4  # 64-byte lines of one block's weights
     per_step = -(-slab // steps)  # of the next block's, prefetched per K step
     direct = epilogue == Epilogue.S32
@@ -153,40 +164,41 @@ def dense_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, quantiz
                 for v in T.vectorized(lanes):
                     Xq[i // TILE_ROWS, c // 4, i % TILE_ROWS, c % 4 * lanes + v] = ep.to_u8(
                         X[i, c * lanes + v], Qin, quantize_input)
-        for jb in T.parallel(nb):
+        for task in T.parallel(tasks):
             configure_tiles()
-            for ib in range(m // bm):
-                acc = T.alloc_buffer((bm, bn), "int32")
-                for t in T.unroll(ACC_M * ACC_N):
-                    T.evaluate(tilezero(t))
-                for c in range(kc):  # each load just before its first use: loads overlap the products
-                    T.evaluate(tileload(4, T.address_of(Xq[ib * ACC_M, c, 0, 0]), TILE_BYTES))
-                    T.evaluate(tileload(6, T.address_of(Wp[jb * ACC_N, c * 16, 0, 0]), TILE_BYTES))
-                    T.evaluate(tdpbusd(0, 4, 6))
-                    T.evaluate(tileload(7, T.address_of(Wp[jb * ACC_N + 1, c * 16, 0, 0]), TILE_BYTES))
-                    T.evaluate(tdpbusd(1, 4, 7))
-                    T.evaluate(tileload(5, T.address_of(Xq[ib * ACC_M + 1, c, 0, 0]), TILE_BYTES))
-                    T.evaluate(tdpbusd(2, 5, 6))
-                    T.evaluate(tdpbusd(3, 5, 7))
-                    for p in T.unroll(per_step):
-                        if jb + 1 < nb and (ib * kc + c) * per_step + p < slab:
-                            T.evaluate(prefetch_l2(T.address_of(Wp[
-                                (jb + 1) * ACC_N + ((ib * kc + c) * per_step + p) // k4,
-                                ((ib * kc + c) * per_step + p) % k4, 0, 0])))
-                if direct:
-                    for a in T.unroll(ACC_M):
-                        for b in T.unroll(ACC_N):
-                            T.evaluate(tilestore(a * ACC_N + b, T.address_of(
-                                Y[ib * bm + a * TILE_ROWS, jb * bn + b * TILE_ROWS]), n * 4))
-                else:
-                    for a in T.unroll(ACC_M):
-                        for b in T.unroll(ACC_N):
-                            T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
-                                                 bn * 4))
-                    for i in range(bm):
-                        for j in T.vectorized(bn):
-                            Y[ib * bm + i, jb * bn + j] = ep.apply(epilogue, acc[i, j], jb * bn + j,
-                                                                   ep.buffers(Scale, Corr, Bias, Qout))
+            for jb in range(task * per, task * per + per):
+                for ib in range(m // bm):
+                    acc = T.alloc_buffer((bm, bn), "int32")
+                    for t in T.unroll(ACC_M * ACC_N):
+                        T.evaluate(tilezero(t))
+                    for c in range(kc):  # each load just before its first use: loads overlap the products
+                        T.evaluate(tileload(4, T.address_of(Xq[ib * ACC_M, c, 0, 0]), TILE_BYTES))
+                        T.evaluate(tileload(6, T.address_of(Wp[jb * ACC_N, c * 16, 0, 0]), TILE_BYTES))
+                        T.evaluate(tdpbusd(0, 4, 6))
+                        T.evaluate(tileload(7, T.address_of(Wp[jb * ACC_N + 1, c * 16, 0, 0]), TILE_BYTES))
+                        T.evaluate(tdpbusd(1, 4, 7))
+                        T.evaluate(tileload(5, T.address_of(Xq[ib * ACC_M + 1, c, 0, 0]), TILE_BYTES))
+                        T.evaluate(tdpbusd(2, 5, 6))
+                        T.evaluate(tdpbusd(3, 5, 7))
+                        for p in T.unroll(per_step):
+                            if jb + 1 < nb and (ib * kc + c) * per_step + p < slab:
+                                T.evaluate(prefetch_l2(T.address_of(Wp[
+                                    (jb + 1) * ACC_N + ((ib * kc + c) * per_step + p) // k4,
+                                    ((ib * kc + c) * per_step + p) % k4, 0, 0])))
+                    if direct:
+                        for a in T.unroll(ACC_M):
+                            for b in T.unroll(ACC_N):
+                                T.evaluate(tilestore(a * ACC_N + b, T.address_of(
+                                    Y[ib * bm + a * TILE_ROWS, jb * bn + b * TILE_ROWS]), n * 4))
+                    else:
+                        for a in T.unroll(ACC_M):
+                            for b in T.unroll(ACC_N):
+                                T.evaluate(tilestore(a * ACC_N + b, T.address_of(acc[a * TILE_ROWS, b * TILE_ROWS]),
+                                                     bn * 4))
+                        for i in range(bm):
+                            for j in T.vectorized(bn):
+                                Y[ib * bm + i, jb * bn + j] = ep.apply(epilogue, acc[i, j], jb * bn + j,
+                                                                       ep.buffers(Scale, Corr, Bias, Qout))
             T.evaluate(tilerelease())
 
     names = ["X"] + (["Qin"] if quantize_input else []) + ["Wp"] + epilogue.param_names() + ["Y"]

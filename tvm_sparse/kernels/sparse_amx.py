@@ -30,7 +30,7 @@ from tvm.script import tirx as T
 
 from ..format.union16 import CHUNK, GROUP, PackedUnion16
 from . import epilogue as ep
-from .amx import TILE_BYTES, TILE_ROWS, configure_tiles, tileload, tilerelease, tilestore, tilezero
+from .amx import TILE_BYTES, TILE_ROWS, configure_tiles, task_count, tileload, tilerelease, tilestore, tilezero
 from .epilogue import Epilogue
 from .intrin import _unpack, swizzled_position
 from .signature import keep_params
@@ -70,8 +70,7 @@ def sparse_amx(m: int, k: int, n: int, epilogue: Epilogue = Epilogue.S32, x_swiz
     if not fits(m, k, n):
         raise ValueError(f"sparse_amx needs m % {TOKENS} == 0 and n % {GROUP} == 0, got m={m} k={k} n={n}")
     groups, passes = n // GROUP, m // TOKENS
-    # a divisor of the group count: every task runs the same number of groups
-    tasks = max(t for t in range(1, min(groups, 16 if tasks is None else tasks) + 1) if groups % t == 0)
+    tasks = task_count(groups, tasks)
     per = groups // tasks
     out_dtype = epilogue.out_dtype
     # the accumulators hold tokens swizzled against the order the tiles are gathered from. Where that
